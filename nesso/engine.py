@@ -1,0 +1,291 @@
+"""Generation: prefill + decode over a static KV cache, sampling, stop handling, streaming, batching, and
+grammar-constrained decoding. One engine serves the CLI, the agent, the server and the evaluators."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from nesso.errors import NessoError
+from nesso.model import Transformer
+from nesso.tokenizer import Tokenizer
+
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            problems.append(f"max_tokens must be a positive integer (got {self.max_tokens!r})")
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0 (got {self.temperature})")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0 (got {self.top_k})")
+        if self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be > 0 (got {self.repetition_penalty})")
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            problems.append("stop strings must be non-empty strings")
+        if problems:
+            raise NessoError("; ".join(problems))
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (eos, stop string, grammar end) or "length"
+    prompt_tokens: int
+    seconds: float = 0.0
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+class Constraint:
+    """What a grammar engine must provide to steer one sequence (see nesso.grammar)."""
+
+    def allowed(self) -> torch.Tensor:  # bool [vocab]
+        raise NotImplementedError
+
+    def advance(self, token: int) -> None:
+        raise NotImplementedError
+
+    @property
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def structured(self) -> bool:  # True while inside JSON (no repetition penalty there)
+        return True
+
+
+class _Detokenizer:
+    """Incremental text from ids: emits only complete UTF-8 characters, decodes a small window per step."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer, self.ids, self.prefix, self.read = tokenizer, [], 0, 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        prev = self.tokenizer.decode(self.ids[self.prefix:self.read])
+        new = self.tokenizer.decode(self.ids[self.prefix:])
+        if new.endswith("\ufffd"):  # a multi-byte character is not complete yet
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return new[len(prev):]
+
+
+class _Sequence:
+    def __init__(self, prompt: list[int], params: SamplingParams, constraint: Constraint | None,
+                 tokenizer: Tokenizer) -> None:
+        self.prompt, self.params, self.constraint = prompt, params, constraint
+        self.out: list[int] = []
+        self.text = ""
+        self.detok = _Detokenizer(tokenizer)
+        self.finish: str | None = None
+        self.emitted = 0  # chars of self.text already streamed
+        self.holdback = max((len(s) for s in params.stop), default=0)
+        self.generator = None
+        if params.seed is not None:
+            self.generator = torch.Generator().manual_seed(params.seed)
+        self.seen = torch.tensor(sorted(set(prompt)), dtype=torch.long)
+
+    def in_structured_region(self) -> bool:
+        if self.constraint is not None and self.constraint.structured:
+            return True
+        return self.text.rfind(TOOL_OPEN) > self.text.rfind(TOOL_CLOSE)
+
+
+class Engine:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer) -> None:
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise NessoError(f"tokenizer has {tokenizer.vocab_size} ids but the model only "
+                             f"{model.config.vocab_size} rows")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.stop_ids = tokenizer.stop_ids
+        self.max_len = model.config.max_position_embeddings
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+    # ---- public API ---------------------------------------------------------------------------
+    def generate(self, prompt: list[int] | str, params: SamplingParams | None = None,
+                 constraint: Constraint | None = None) -> Generation:
+        return self.generate_batch([prompt], params, [constraint])[0]
+
+    def stream(self, prompt: list[int] | str, params: SamplingParams | None = None,
+               constraint: Constraint | None = None,
+               on_finish: Callable[[Generation], None] | None = None) -> Iterator[str]:
+        """Text deltas as they are decoded; text that might become a stop string is held back until it
+        cannot. ``on_finish`` receives the complete Generation."""
+        ids = self._ids(prompt)
+        seq = _Sequence(ids, params or SamplingParams(), constraint, self.tokenizer)
+        start = time.perf_counter()
+        for _ in self._run([seq]):
+            delta = self._take_delta(seq)
+            if delta:
+                yield delta
+        delta = self._take_delta(seq, final=True)
+        if delta:
+            yield delta
+        if on_finish:
+            on_finish(self._result(seq, time.perf_counter() - start))
+
+    def generate_batch(self, prompts: list[list[int] | str], params: SamplingParams | list[SamplingParams] | None = None,
+                       constraints: list[Constraint | None] | None = None) -> list[Generation]:
+        if not prompts:
+            return []
+        plist = params if isinstance(params, list) else [params or SamplingParams()] * len(prompts)
+        clist = constraints or [None] * len(prompts)
+        seqs = [_Sequence(self._ids(p), sp, c, self.tokenizer) for p, sp, c in zip(prompts, plist, clist)]
+        start = time.perf_counter()
+        for _ in self._run(seqs):
+            pass
+        elapsed = time.perf_counter() - start
+        return [self._result(s, elapsed) for s in seqs]
+
+    def step_batch(self, seqs: list[_Sequence]) -> Iterator[None]:
+        """Advance several sequences together, yielding after each decode step (used by the server)."""
+        return self._run(seqs)
+
+    # ---- internals --------------------------------------------------------------------------------
+    def _ids(self, prompt: list[int] | str) -> list[int]:
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise NessoError("the prompt is empty")
+        if len(ids) >= self.max_len:
+            raise NessoError(f"the prompt has {len(ids)} tokens; the model's context is {self.max_len}")
+        return ids
+
+    def _result(self, seq: _Sequence, seconds: float) -> Generation:
+        return Generation(seq.text, list(seq.out), seq.finish or "length", len(seq.prompt), seconds)
+
+    def _take_delta(self, seq: _Sequence, final: bool = False) -> str:
+        limit = len(seq.text) if (final or seq.finish) else max(seq.emitted, len(seq.text) - seq.holdback + 1)
+        if seq.holdback == 0:
+            limit = len(seq.text)
+        delta = seq.text[seq.emitted:limit]
+        seq.emitted = max(seq.emitted, limit)
+        return delta
+
+    @torch.inference_mode()
+    def _run(self, seqs: list[_Sequence]) -> Iterator[None]:
+        model, b = self.model, len(seqs)
+        lengths = [len(s.prompt) for s in seqs]
+        longest = max(lengths)
+        budget = max(s.params.max_tokens for s in seqs)
+        total = min(longest + budget, self.max_len)
+        for s in seqs:  # a request may not run past the context window
+            s.params = _with_max_tokens(s.params, min(s.params.max_tokens, self.max_len - len(s.prompt)))
+        model.setup_caches(b, total)
+        pads = [longest - n for n in lengths]
+        tokens = torch.full((b, longest), self.tokenizer.pad_id, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            tokens[i, pads[i]:] = torch.tensor(s.prompt)
+        pad_t = torch.tensor(pads)
+        positions = (torch.arange(longest).unsqueeze(0) - pad_t.unsqueeze(1)).clamp(min=0)
+        key_valid = torch.arange(total).unsqueeze(0) >= pad_t.unsqueeze(1)  # [B, S]: left padding is masked
+        padded = any(pads)
+        mask = None
+        if padded:
+            causal = torch.ones(longest, longest, dtype=torch.bool).tril()
+            mask = (causal.unsqueeze(0) & key_valid[:, None, :longest]).unsqueeze(1)
+            # Padding queries attend to themselves so no row is all -inf (NaN would leak into the cache).
+            mask |= torch.eye(longest, dtype=torch.bool)
+            mask = mask.to(self.device)
+        logits = model(tokens.to(self.device), positions=positions.to(self.device), attn_mask=mask,
+                       cache_start=0, last_only=True)[:, -1].float()
+        pos = longest
+        next_positions = torch.tensor(lengths)
+        while True:
+            step_tokens = torch.full((b,), self.tokenizer.pad_id, dtype=torch.long)
+            for i, s in enumerate(seqs):
+                if s.finish:
+                    continue
+                tok = self._sample(s, logits[i])
+                step_tokens[i] = tok
+                self._accept(s, tok)
+            yield
+            if all(s.finish for s in seqs) or pos >= total:
+                for s in seqs:
+                    s.finish = s.finish or "length"
+                return
+            dmask = key_valid[:, None, None, :pos + 1].to(self.device) if padded else None
+            logits = model(step_tokens.unsqueeze(1).to(self.device), positions=next_positions.unsqueeze(1).to(self.device),
+                           attn_mask=dmask, cache_start=pos)[:, -1].float()
+            pos += 1
+            next_positions += 1
+
+    def _sample(self, seq: _Sequence, logits: torch.Tensor) -> int:
+        p = seq.params
+        logits = logits.clone()
+        if seq.constraint is not None:
+            allowed = seq.constraint.allowed()
+            logits[: allowed.shape[0]].masked_fill_(~allowed.to(logits.device), float("-inf"))
+            logits[allowed.shape[0]:] = float("-inf")
+            if torch.isinf(logits).all():
+                raise NessoError("the grammar allows no token here (constraint error)")
+        if p.repetition_penalty != 1.0 and not seq.in_structured_region():
+            seen = torch.cat([seq.seen, torch.tensor(seq.out, dtype=torch.long)]).unique().to(logits.device)
+            vals = logits[seen]
+            logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+        if p.temperature == 0:
+            return int(torch.argmax(logits))
+        logits = logits / p.temperature
+        if p.top_k and p.top_k < logits.shape[0]:
+            kth = torch.topk(logits, p.top_k).values[-1]
+            logits[logits < kth] = float("-inf")
+        probs = torch.softmax(logits, dim=-1)
+        if p.top_p < 1.0:
+            sorted_probs, idx = torch.sort(probs, descending=True)
+            cum = torch.cumsum(sorted_probs, dim=-1)
+            drop = cum - sorted_probs > p.top_p
+            sorted_probs[drop] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, idx, sorted_probs)
+        return int(torch.multinomial(probs.cpu(), 1, generator=seq.generator))
+
+    def _accept(self, seq: _Sequence, tok: int) -> None:
+        if seq.constraint is not None:
+            seq.constraint.advance(tok)
+        if tok in self.stop_ids:
+            seq.finish = "stop"
+            return
+        seq.out.append(tok)
+        seq.text += seq.detok.push(tok)
+        for s in seq.params.stop:
+            cut = seq.text.find(s, max(0, seq.emitted - len(s)))
+            if cut != -1:
+                seq.text = seq.text[:cut]
+                seq.finish = "stop"
+                return
+        if seq.constraint is not None and seq.constraint.done:
+            seq.finish = "stop"
+        elif len(seq.out) >= seq.params.max_tokens:
+            seq.finish = "length"
+
+
+def _with_max_tokens(params: SamplingParams, n: int) -> SamplingParams:
+    if n == params.max_tokens:
+        return params
+    import dataclasses
+
+    return dataclasses.replace(params, max_tokens=max(1, n))

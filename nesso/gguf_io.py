@@ -1,0 +1,169 @@
+"""Read Llama GGUF files (llama.cpp's format) into the nesso model and tokenizer.
+
+Weights are dequantized with the ``gguf`` package. llama.cpp's converter permutes the rows of attn_q/attn_k so
+that RoPE rotates interleaved pairs; HF Llama (and nesso) rotate halves, so those two are permuted back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nesso.checkpoint import load_state_dict_into
+from nesso.config import ModelConfig
+from nesso.errors import NessoError
+from nesso.model import Transformer, empty_model
+from nesso.tokenizer import IM_END, Tokenizer
+
+_LAYER_NAMES = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+}
+_TOP_NAMES = {"token_embd": "embed_tokens", "output_norm": "norm", "output": "lm_head"}
+
+
+def gguf_to_nesso_name(name: str) -> str:
+    stem, _, suffix = name.rpartition(".")
+    if stem.startswith("blk."):
+        _, layer, part = stem.split(".", 2)
+        if part not in _LAYER_NAMES:
+            raise NessoError(f"GGUF tensor {name} is not part of a Llama model")
+        return f"layers.{layer}.{_LAYER_NAMES[part]}.{suffix}"
+    if stem not in _TOP_NAMES:
+        raise NessoError(f"GGUF tensor {name} is not part of a Llama model")
+    return f"{_TOP_NAMES[stem]}.{suffix}"
+
+
+def unpermute_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of llama.cpp's q/k permutation (interleaved pairs -> rotate-half layout)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _reader(path: str | Path):
+    from gguf import GGUFReader
+
+    p = Path(path)
+    if not p.is_file():
+        raise NessoError(f"GGUF file {p} does not exist")
+    try:
+        return GGUFReader(str(p))
+    except Exception as e:  # the reader raises plain ValueError/struct errors on bad files
+        raise NessoError(f"{p} is not a readable GGUF file: {e}") from None
+
+
+def _field(reader: Any, key: str, default: Any = None) -> Any:
+    f = reader.fields.get(key)
+    return default if f is None else f.contents()
+
+
+def read_config(reader: Any) -> ModelConfig:
+    arch = _field(reader, "general.architecture")
+    if arch != "llama":
+        raise NessoError(f"GGUF architecture is {arch!r}; nesso reads Llama GGUF files")
+    p = "llama."
+    heads = int(_field(reader, p + "attention.head_count"))
+    hidden = int(_field(reader, p + "embedding_length"))
+    tokens = _field(reader, "tokenizer.ggml.tokens") or []
+    vocab = int(_field(reader, p + "vocab_size", len(tokens)))
+    names = {t.name for t in reader.tensors}
+    head_dim = int(_field(reader, p + "rope.dimension_count", hidden // heads))
+    return ModelConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=int(_field(reader, p + "feed_forward_length")),
+        num_layers=int(_field(reader, p + "block_count")),
+        num_heads=heads,
+        num_kv_heads=int(_field(reader, p + "attention.head_count_kv", heads)),
+        head_dim=head_dim,
+        max_position_embeddings=int(_field(reader, p + "context_length", 2048)),
+        rope_theta=float(_field(reader, p + "rope.freq_base", 10_000.0)),
+        rms_norm_eps=float(_field(reader, p + "attention.layer_norm_rms_epsilon", 1e-5)),
+        tie_word_embeddings="output.weight" not in names,
+        bos_token_id=_field(reader, "tokenizer.ggml.bos_token_id"),
+        eos_token_id=_field(reader, "tokenizer.ggml.eos_token_id"),
+        pad_token_id=_field(reader, "tokenizer.ggml.padding_token_id"),
+    )
+
+
+def read_state_dict(reader: Any, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    from gguf import quants
+
+    sd = {}
+    for t in reader.tensors:
+        name = gguf_to_nesso_name(t.name)
+        w = np.asarray(quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        if name.endswith("self_attn.q_proj.weight"):
+            w = unpermute_rope_rows(w, cfg.num_heads)
+        elif name.endswith("self_attn.k_proj.weight"):
+            w = unpermute_rope_rows(w, cfg.num_kv_heads)
+        sd[name] = torch.from_numpy(np.array(w, dtype=np.float32, order="C", copy=True))
+    return sd
+
+
+def read_tokenizer(reader: Any) -> Tokenizer:
+    """Rebuild a fast tokenizer from GGUF metadata (BPE 'gpt2' models: vocab, merges, special tokens)."""
+    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as Backend
+
+    kind = _field(reader, "tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise NessoError(f"GGUF tokenizer model {kind!r} is not supported (byte-level BPE 'gpt2' only)")
+    tokens = _field(reader, "tokenizer.ggml.tokens")
+    merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
+    types = _field(reader, "tokenizer.ggml.token_type") or [1] * len(tokens)
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    backend = Backend(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    pre = _field(reader, "tokenizer.ggml.pre", "default")
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=pre != "llama-bpe")
+    if pre == "llama-bpe":  # Llama-3 split rule
+        split = pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated")
+        backend.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    elif pre in ("smollm", "starcoder", "refact"):  # digits one by one, then GPT-2's rule
+        backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        backend.pre_tokenizer = byte_level
+    backend.decoder = decoders.ByteLevel()
+    # CONTROL (3) and USER_DEFINED (4) tokens are matched whole, never split by BPE.
+    specials = [AddedToken(tokens[i], special=True, normalized=False) for i, ty in enumerate(types) if ty in (3, 4)]
+    backend.add_special_tokens(specials)
+
+    def name(key: str) -> str | None:
+        i = _field(reader, key)
+        return tokens[i] if i is not None and 0 <= i < len(tokens) else None
+
+    eos = name("tokenizer.ggml.eos_token_id")
+    if IM_END in vocab:
+        eos = IM_END
+    return Tokenizer(backend, bos_token=name("tokenizer.ggml.bos_token_id"), eos_token=eos or tokens[0],
+                     pad_token=name("tokenizer.ggml.padding_token_id") or eos)
+
+
+_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def load_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[Transformer, Tokenizer]:
+    reader = _reader(path)
+    cfg = read_config(reader)
+    model = empty_model(cfg, dtype)
+    load_state_dict_into(model, read_state_dict(reader, cfg), str(path))
+    return model, read_tokenizer(reader)
+
+
+def gguf_metadata(path: str | Path) -> dict[str, Any]:
+    reader = _reader(path)
+    out = {}
+    for key in reader.fields:
+        if key.startswith("tokenizer.ggml.") and key.split(".")[-1] in ("tokens", "merges", "token_type", "scores"):
+            continue
+        try:
+            out[key] = _field(reader, key)
+        except Exception:  # noqa: BLE001 - metadata of unknown layout is skipped, not fatal
+            continue
+    return json.loads(json.dumps(out, default=str))

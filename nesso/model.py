@@ -1,0 +1,256 @@
+"""The one Llama decoder used for training, inference and export.
+
+Parameter names follow Hugging Face's LlamaForCausalLM without the leading ``model.`` so that the state-dict
+adapter in ``nesso.checkpoint`` is a rename, not a reshuffle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nesso.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 as HF Llama does, then cast back before the weight multiply.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim))
+    scaling = cfg.rope_scaling
+    if scaling and scaling.get("rope_type", scaling.get("type")) == "llama3":
+        factor = scaling["factor"]
+        low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+        old_len = scaling["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = old_len / low, old_len / high
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        mid = (1 - smooth) * scaled / factor + smooth * scaled
+        is_mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        inv_freq = torch.where(is_mid, mid, scaled)
+    elif scaling and scaling.get("rope_type", scaling.get("type")) not in ("default", None):
+        from nesso.errors import NessoError
+
+        raise NessoError(f"rope_scaling type {scaling!r} is not supported (plain or 'llama3' only)")
+    return inv_freq.float()
+
+
+def rope_tables(cfg: ModelConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = rope_inv_freq(cfg).to(device)
+    t = torch.arange(cfg.max_position_embeddings, device=device, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: [B, H, T, D]; cos/sin: [B, T, D] gathered at each token's position.
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return (x.float() * cos + rotate_half(x.float()) * sin).to(x.dtype)
+
+
+class KVCache(nn.Module):
+    """A static, pre-allocated cache for one layer: writes go to slots [start, start+T)."""
+
+    def __init__(self, batch: int, max_len: int, num_kv_heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        shape = (batch, num_kv_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+                cache: KVCache | None, cache_start: int) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(cache_start, k, v)
+        is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
+        if mask is None and t > 1 and not is_causal:
+            # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
+            s = k.shape[2]
+            mask = torch.ones(t, s, dtype=torch.bool, device=x.device).tril(diagonal=s - t)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           enable_gqa=self.num_kv_heads != self.num_heads)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+                cache: KVCache | None, cache_start: int) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    """Llama decoder. ``forward`` covers training (full sequence, optional packing mask) and inference
+    (prefill/decode through static per-layer KV caches)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        cos, sin = rope_tables(cfg)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.caches: list[KVCache] | None = None
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        # .to(bfloat16) would also cast the RoPE tables; keep them fp32 on whatever device we moved to.
+        super()._apply(fn, recurse)
+        if self.rope_cos.dtype != torch.float32 and self.rope_cos.device.type != "meta":
+            self.reset_rope()
+        return self
+
+    def reset_rope(self) -> None:
+        cos, sin = rope_tables(self.config, self.rope_cos.device)
+        self.rope_cos, self.rope_sin = cos, sin
+
+    # ---- initialisation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def init_weights(self, seed: int | None = None) -> None:
+        """Normal(0, init_std) for every matrix, ones for norms; also rebuilds the RoPE tables (needed after
+        meta-device construction)."""
+        gen = torch.Generator(device="cpu")
+        if seed is not None:
+            gen.manual_seed(seed)
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if name.endswith("layernorm.weight") or name == "norm.weight":
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).mul_(std).to(p.dtype))
+        if self.rope_cos.device.type != "meta":
+            self.reset_rope()
+
+    # ---- KV cache -----------------------------------------------------------------------------
+    def setup_caches(self, batch: int, max_len: int, dtype: torch.dtype | None = None) -> None:
+        cfg = self.config
+        max_len = min(max_len, cfg.max_position_embeddings)
+        dtype = dtype or self.embed_tokens.weight.dtype
+        device = self.embed_tokens.weight.device
+        c = self.caches
+        if c is not None and c[0].k.shape[0] == batch and c[0].k.shape[2] >= max_len and c[0].k.dtype == dtype:
+            return
+        self.caches = [KVCache(batch, max_len, cfg.num_kv_heads, cfg.head_dim, dtype, device)
+                       for _ in range(cfg.num_layers)]
+
+    def clear_caches(self) -> None:
+        self.caches = None
+
+    # ---- forward ------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None, cache_start: int | None = None,
+                last_only: bool = False, return_hidden: bool = False) -> torch.Tensor:
+        """input_ids [B, T] -> logits [B, T, V] (or [B, 1, V] with ``last_only``).
+
+        positions [B, T]: RoPE positions (default: cache_start + arange(T)).
+        attn_mask [B or 1, 1, T, S] bool (True = may attend): packing/padding masks; default causal.
+        cache_start: write keys/values into ``self.caches`` from this slot (None = no cache).
+        """
+        b, t = input_ids.shape
+        start = cache_start or 0
+        if positions is None:
+            positions = torch.arange(start, start + t, device=input_ids.device).unsqueeze(0).expand(b, t)
+        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        x = self.embed_tokens(input_ids)
+        caches = self.caches if cache_start is not None else None
+        if cache_start is not None and caches is None:
+            raise RuntimeError("setup_caches() must be called before a cached forward")
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, attn_mask, caches[i] if caches else None, start)
+        if last_only:
+            x = x[:, -1:]
+        x = self.norm(x)
+        if return_hidden:
+            return x
+        return self.lm_head(x)
+
+
+def packed_causal_mask(document_ids: torch.Tensor) -> torch.Tensor:
+    """[B, T] sample ids -> [B, 1, T, T] bool mask: causal and never across packed samples."""
+    t = document_ids.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=document_ids.device).tril()
+    same = document_ids[:, :, None] == document_ids[:, None, :]
+    return (same & causal).unsqueeze(1)
+
+
+def empty_model(cfg: ModelConfig, dtype: torch.dtype = torch.float32,
+                device: str | torch.device = "cpu") -> Transformer:
+    """Allocate without initialising (for loading weights): build on meta, materialise, re-tie, RoPE."""
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    model = model.to_empty(device=device).to(dtype)
+    if cfg.tie_word_embeddings:  # to_empty replaces parameters one module at a time, which unties them
+        model.lm_head.weight = model.embed_tokens.weight
+    model.reset_rope()
+    return model
+
+
+def build_model(cfg: ModelConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                seed: int | None = 0) -> Transformer:
+    with torch.device(device):
+        model = Transformer(cfg)
+    model.init_weights(seed)
+    return model.to(dtype=dtype)
