@@ -39,10 +39,22 @@ def gguf_to_nesso_name(name: str) -> str:
     return f"{_TOP_NAMES[stem]}.{suffix}"
 
 
+def permute_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's q/k permutation (rotate-half layout -> interleaved pairs), as its HF converter applies it."""
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
 def unpermute_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     """Inverse of llama.cpp's q/k permutation (interleaved pairs -> rotate-half layout)."""
     rows = w.shape[0]
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+# llama.cpp stores Llama-3 frequency scaling as per-pair divisors in this tensor; nesso also keeps the original
+# rope_scaling dict under ROPE_SCALING_KEY so that reading the file back gives the same config.
+ROPE_FREQS = "rope_freqs.weight"
+ROPE_SCALING_KEY = "nesso.rope_scaling"
 
 
 def _reader(path: str | Path):
@@ -73,6 +85,10 @@ def read_config(reader: Any) -> ModelConfig:
     vocab = int(_field(reader, p + "vocab_size", len(tokens)))
     names = {t.name for t in reader.tensors}
     head_dim = int(_field(reader, p + "rope.dimension_count", hidden // heads))
+    scaling = _field(reader, ROPE_SCALING_KEY)
+    if scaling is None and ROPE_FREQS in names:
+        raise NessoError("this GGUF scales RoPE frequencies with a rope_freqs tensor but does not say how "
+                         "(no nesso.rope_scaling key); load the original Hugging Face checkpoint instead")
     return ModelConfig(
         vocab_size=vocab,
         hidden_size=hidden,
@@ -83,6 +99,7 @@ def read_config(reader: Any) -> ModelConfig:
         head_dim=head_dim,
         max_position_embeddings=int(_field(reader, p + "context_length", 2048)),
         rope_theta=float(_field(reader, p + "rope.freq_base", 10_000.0)),
+        rope_scaling=_rope_scaling(scaling) if scaling else None,
         rms_norm_eps=float(_field(reader, p + "attention.layer_norm_rms_epsilon", 1e-5)),
         tie_word_embeddings="output.weight" not in names,
         bos_token_id=_field(reader, "tokenizer.ggml.bos_token_id"),
@@ -91,11 +108,23 @@ def read_config(reader: Any) -> ModelConfig:
     )
 
 
+def _rope_scaling(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise NessoError(f"GGUF key {ROPE_SCALING_KEY} must hold a JSON object (got {str(text)[:80]!r})")
+    return value
+
+
 def read_state_dict(reader: Any, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     from gguf import quants
 
     sd = {}
     for t in reader.tensors:
+        if t.name == ROPE_FREQS:  # derived from config.rope_scaling, which read_config already took
+            continue
         name = gguf_to_nesso_name(t.name)
         w = np.asarray(quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
         if name.endswith("self_attn.q_proj.weight"):
@@ -118,8 +147,10 @@ def read_tokenizer(reader: Any) -> Tokenizer:
     merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
     types = _field(reader, "tokenizer.ggml.token_type") or [1] * len(tokens)
     vocab = {tok: i for i, tok in enumerate(tokens)}
-    backend = Backend(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
     pre = _field(reader, "tokenizer.ggml.pre", "default")
+    # Llama-3's BPE takes a pre-token that is already a vocabulary entry as is (llama.cpp does the same for
+    # llama-bpe); merging it piece by piece can give a different split.
+    backend = Backend(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre == "llama-bpe"))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=pre != "llama-bpe")
     if pre == "llama-bpe":  # Llama-3 split rule
         split = pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated")

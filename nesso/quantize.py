@@ -27,11 +27,10 @@ class Int8Linear(nn.Module):
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Replace every nn.Linear (attention, MLP and the output head) by an Int8Linear, in place."""
     dtype = next(model.parameters()).dtype
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
                 setattr(module, child_name, Int8Linear(child, dtype))
-    del name
     return model
 
 
