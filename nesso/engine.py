@@ -98,6 +98,7 @@ class _Sequence:
                  tokenizer: Tokenizer) -> None:
         self.prompt, self.params, self.constraint = prompt, params, constraint
         self.out: list[int] = []
+        self.sampled: list[int] = []  # every sampled id, stop tokens included
         self.text = ""
         self.detok = _Detokenizer(tokenizer)
         self.finish: str | None = None
@@ -196,7 +197,15 @@ class Engine:
         total = min(longest + budget, self.max_len)
         for s in seqs:  # a request may not run past the context window
             s.params = _with_max_tokens(s.params, min(s.params.max_tokens, self.max_len - len(s.prompt)))
-        model.setup_caches(b, total)
+        reuse = 0
+        if b == 1:
+            before = model.caches
+            model.setup_caches(1, max(total, min(self.max_len, 4096)))
+            if model.caches is before:
+                reuse = min(_common_prefix(model.cached_ids, seqs[0].prompt), longest - 1)
+        else:
+            model.setup_caches(b, total)
+        model.cached_ids = []
         pads = [longest - n for n in lengths]
         tokens = torch.full((b, longest), self.tokenizer.pad_id, dtype=torch.long)
         for i, s in enumerate(seqs):
@@ -212,8 +221,8 @@ class Engine:
             # Padding queries attend to themselves so no row is all -inf (NaN would leak into the cache).
             mask |= torch.eye(longest, dtype=torch.bool)
             mask = mask.to(self.device)
-        logits = model(tokens.to(self.device), positions=positions.to(self.device), attn_mask=mask,
-                       cache_start=0, last_only=True)[:, -1].float()
+        logits = model(tokens[:, reuse:].to(self.device), positions=positions[:, reuse:].to(self.device),
+                       attn_mask=mask, cache_start=reuse, last_only=True)[:, -1].float()
         pos = longest
         next_positions = torch.tensor(lengths)
         while True:
@@ -228,6 +237,8 @@ class Engine:
             if all(s.finish for s in seqs) or pos >= total:
                 for s in seqs:
                     s.finish = s.finish or "length"
+                if b == 1:
+                    model.cached_ids = seqs[0].prompt + seqs[0].sampled[:-1]
                 return
             dmask = key_valid[:, None, None, :pos + 1].to(self.device) if padded else None
             logits = model(step_tokens.unsqueeze(1).to(self.device), positions=next_positions.unsqueeze(1).to(self.device),
@@ -264,6 +275,7 @@ class Engine:
         return int(torch.multinomial(probs.cpu(), 1, generator=seq.generator))
 
     def _accept(self, seq: _Sequence, tok: int) -> None:
+        seq.sampled.append(tok)
         if seq.constraint is not None:
             seq.constraint.advance(tok)
         if tok in self.stop_ids:
@@ -281,6 +293,14 @@ class Engine:
             seq.finish = "stop"
         elif len(seq.out) >= seq.params.max_tokens:
             seq.finish = "length"
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _with_max_tokens(params: SamplingParams, n: int) -> SamplingParams:

@@ -1,12 +1,15 @@
 """Read Llama GGUF files (llama.cpp's format) into the nesso model and tokenizer.
 
-Weights are dequantized with the ``gguf`` package. llama.cpp's converter permutes the rows of attn_q/attn_k so
-that RoPE rotates interleaved pairs; HF Llama (and nesso) rotate halves, so those two are permuted back.
+Weights are dequantized with the ``gguf`` package (writing lives in ``nesso.gguf_export``). llama.cpp's converter
+permutes the rows of attn_q/attn_k so that RoPE rotates interleaved pairs; HF Llama (and nesso) rotate halves, so
+those two are permuted back.
 """
 
 from __future__ import annotations
 
 import json
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +60,114 @@ ROPE_FREQS = "rope_freqs.weight"
 ROPE_SCALING_KEY = "nesso.rope_scaling"
 
 
-def _reader(path: str | Path):
-    from gguf import GGUFReader
+class _Field:
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
+    def contents(self) -> Any:
+        return self.value
+
+
+@dataclass
+class _Tensor:
+    name: str
+    shape: tuple[int, ...]  # ggml order: row length first, as gguf.GGUFReader reports it
+    tensor_type: Any  # gguf.GGMLQuantizationType
+    data: np.ndarray  # (rows..., row length) for F32/F16, (rows..., bytes per row) uint8 for block types
+
+
+class GGUFFile:
+    """A GGUF file opened read-only: ``fields`` (key -> value via ``.contents()``) and memory-mapped ``tensors``.
+
+    The same surface as ``gguf.GGUFReader`` for what nesso reads, parsed in one pass: GGUFReader builds a numpy
+    view per array element, which takes many seconds for a 128k-token vocabulary and its merges."""
+
+    _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+    _NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?", 10: "<u8", 11: "<i8",
+              12: "<f8"}
+    STRING, ARRAY = 8, 9
+
+    def __init__(self, path: Path) -> None:
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        self.path = path
+        self._buf = np.memmap(path, dtype=np.uint8, mode="r")
+        self._mv = memoryview(self._buf)
+        self._pos = 4
+        if bytes(self._mv[:4]) != b"GGUF":
+            raise ValueError("no GGUF magic number at the start")
+        version, n_tensors, n_kv = self._unpack("<I"), self._unpack("<Q"), self._unpack("<Q")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} (nesso reads versions 2 and 3)")
+        if n_tensors * 24 + n_kv * 12 > len(self._buf):
+            raise ValueError("the header counts more entries than the file can hold")
+        self.fields: dict[str, _Field] = {"GGUF.version": _Field(version), "GGUF.tensor_count": _Field(n_tensors),
+                                          "GGUF.kv_count": _Field(n_kv)}
+        for _ in range(n_kv):
+            key = self._string()
+            self.fields[key] = _Field(self._value(self._unpack("<I")))
+        infos = []
+        for _ in range(n_tensors):
+            name = self._string()
+            dims = tuple(self._unpack("<Q") for _ in range(self._unpack("<I")))
+            infos.append((name, dims, GGMLQuantizationType(self._unpack("<I")), self._unpack("<Q")))
+        align = int(self.fields["general.alignment"].value) if "general.alignment" in self.fields else 32
+        start = -(-self._pos // align) * align
+        self.tensors = []
+        for name, dims, qtype, offset in infos:
+            block, size = GGML_QUANT_SIZES[qtype]
+            rows = tuple(reversed(dims[1:]))
+            n_rows = int(np.prod(rows)) if rows else 1
+            if qtype == GGMLQuantizationType.F32 or qtype == GGMLQuantizationType.F16:
+                dtype, row = np.dtype("<f4" if qtype == GGMLQuantizationType.F32 else "<f2"), dims[0]
+            else:
+                dtype, row = np.dtype(np.uint8), dims[0] // block * size
+            nbytes = n_rows * row * dtype.itemsize
+            if start + offset + nbytes > len(self._buf):
+                raise ValueError(f"tensor {name} runs past the end of the file")
+            data = self._buf[start + offset:start + offset + nbytes].view(dtype).reshape(*rows, row)
+            self.tensors.append(_Tensor(name, dims, qtype, data))
+
+    def _unpack(self, fmt: str) -> Any:
+        (value,) = struct.unpack_from(fmt, self._mv, self._pos)
+        self._pos += struct.calcsize(fmt)
+        return value
+
+    def _string(self) -> str:
+        n = self._unpack("<Q")
+        if self._pos + n > len(self._buf):
+            raise ValueError("a string runs past the end of the file")
+        s = str(self._mv[self._pos:self._pos + n], "utf-8", errors="replace")
+        self._pos += n
+        return s
+
+    def _value(self, vtype: int) -> Any:
+        if vtype == self.STRING:
+            return self._string()
+        if vtype == self.ARRAY:
+            item, n = self._unpack("<I"), self._unpack("<Q")
+            if item in self._NUMPY:  # numbers in one slice instead of n unpacks
+                dt = np.dtype(self._NUMPY[item])
+                if self._pos + n * dt.itemsize > len(self._buf):
+                    raise ValueError("an array runs past the end of the file")
+                values = np.frombuffer(self._mv, dtype=dt, count=n, offset=self._pos).tolist()
+                self._pos += n * dt.itemsize
+                return values
+            if n > len(self._buf):
+                raise ValueError("an array is longer than the file")
+            return [self._value(item) for _ in range(n)]
+        if vtype not in self._SCALARS:
+            raise ValueError(f"unknown metadata value type {vtype}")
+        return self._unpack(self._SCALARS[vtype])
+
+
+def _reader(path: str | Path) -> GGUFFile:
     p = Path(path)
     if not p.is_file():
         raise NessoError(f"GGUF file {p} does not exist")
     try:
-        return GGUFReader(str(p))
-    except Exception as e:  # the reader raises plain ValueError/struct errors on bad files
+        return GGUFFile(p)
+    except (OSError, ValueError, KeyError, IndexError, OverflowError, struct.error) as e:  # unreadable/garbage
         raise NessoError(f"{p} is not a readable GGUF file: {e}") from None
 
 
@@ -98,14 +200,20 @@ def read_config(reader: Any) -> ModelConfig:
         num_kv_heads=int(_field(reader, p + "attention.head_count_kv", heads)),
         head_dim=head_dim,
         max_position_embeddings=int(_field(reader, p + "context_length", 2048)),
-        rope_theta=float(_field(reader, p + "rope.freq_base", 10_000.0)),
+        rope_theta=_f32(_field(reader, p + "rope.freq_base", 10_000.0)),
         rope_scaling=_rope_scaling(scaling) if scaling else None,
-        rms_norm_eps=float(_field(reader, p + "attention.layer_norm_rms_epsilon", 1e-5)),
+        rms_norm_eps=_f32(_field(reader, p + "attention.layer_norm_rms_epsilon", 1e-5)),
         tie_word_embeddings="output.weight" not in names,
         bos_token_id=_field(reader, "tokenizer.ggml.bos_token_id"),
         eos_token_id=_field(reader, "tokenizer.ggml.eos_token_id"),
         pad_token_id=_field(reader, "tokenizer.ggml.padding_token_id"),
     )
+
+
+def _f32(value: float) -> float:
+    """A float32 metadata value as the shortest decimal that rounds to it (9.99999974e-06 -> 1e-05), so that a
+    config written by nesso reads back equal."""
+    return float(str(np.float32(value)))
 
 
 def _rope_scaling(text: str) -> dict[str, Any]:

@@ -155,6 +155,9 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.caches: list[KVCache] | None = None
+        # Token ids whose keys/values fill cache slots [0, len) of a batch-1 cache. The engine sets it after a
+        # generation so that a prompt extending it (next agent step, next chat turn) only prefills the rest.
+        self.cached_ids: list[int] = []
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
         # .to(bfloat16) would also cast the RoPE tables; keep them fp32 on whatever device we moved to.
@@ -195,9 +198,11 @@ class Transformer(nn.Module):
             return
         self.caches = [KVCache(batch, max_len, cfg.num_kv_heads, cfg.head_dim, dtype, device)
                        for _ in range(cfg.num_layers)]
+        self.cached_ids = []
 
     def clear_caches(self) -> None:
         self.caches = None
+        self.cached_ids = []
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,

@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 
+from nesso.commands._groups import get_group
+
 MODEL_HELP = "model: 'default' (embedded), a preset, a nesso/HF directory, a .gguf file or a hub id"
+EXPORT_HELP = "write a model in another format"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("export", help="write a model in another format")
-    esub = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    esub = get_group(sub, "export", EXPORT_HELP)
     e = esub.add_parser("hf", help="a Hugging Face Llama directory (config.json, model.safetensors, tokenizer)")
     e.add_argument("model", help=MODEL_HELP)
     e.add_argument("--out", required=True, help="output directory")

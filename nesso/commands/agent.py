@@ -1,0 +1,197 @@
+"""`nesso chat`, `nesso run`, `nesso demo`: the agent on a model with real local tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nesso.commands.model import MODEL_HELP, add_model_options
+from nesso.errors import NessoError
+
+SYSTEM_PROMPT = ("You are Nesso, a helpful bilingual (English/Italian) assistant. Answer in the user's language. "
+                 "Use a tool whenever the question needs live data, a database lookup or exact arithmetic.")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("chat", help="interactive agent with tools (streams; /reset, /tools, /trace, /quit)")
+    _common(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("run", help="one request through the agent (or JSON output with --json-schema)")
+    p.add_argument("prompt")
+    _common(p)
+    p.add_argument("--json-schema", metavar="FILE", help="answer with JSON that validates against this schema")
+    p.add_argument("--tool-choice", default="auto", help="auto, required, none, or a tool name")
+    p.add_argument("--trace", metavar="FILE", help="save the step trace as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="a few English and Italian tasks end to end with the shipped tools")
+    p.add_argument("model", nargs="?", default="default", help=MODEL_HELP)
+    add_model_options(p)
+    p.set_defaults(func=cmd_demo)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default="default", help=MODEL_HELP)
+    p.add_argument("--tools", nargs="*", metavar="MODULE:ATTR",
+                   help="tools to offer (default: nesso.tools:DEFAULT_TOOLS); none with --tools and no value")
+    p.add_argument("--system", default=SYSTEM_PROMPT, help="system prompt")
+    p.add_argument("--max-steps", type=int, default=6)
+    p.add_argument("--max-tokens", type=int, default=384)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--no-constrain", action="store_true", help="turn grammar-constrained tool calls off")
+    add_model_options(p)
+
+
+def _tools(args: argparse.Namespace) -> list:
+    from nesso.agent import load_tools
+    from nesso.tools import default_tools
+
+    if args.tools is None:
+        return default_tools()
+    return load_tools(args.tools)
+
+
+def _agent(args: argparse.Namespace, tools: list):
+    from nesso.agent import Agent
+    from nesso.commands.model import load_for_inference
+    from nesso.engine import Engine, SamplingParams
+
+    if args.max_steps < 1:
+        raise NessoError("--max-steps must be at least 1")
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature)
+    loaded = load_for_inference(args)
+    engine = Engine(loaded.model, loaded.tokenizer)
+    return Agent(engine, tools, system_prompt=args.system, max_steps=args.max_steps,
+                 constrained=not args.no_constrain, params=params), loaded
+
+
+def _show(events, out=sys.stdout) -> Any:
+    """Print streamed text, tool calls and results; return the AgentResult."""
+    result, at_line_start = None, True
+    for ev in events:
+        if ev.kind == "text":
+            out.write(ev.text)
+            at_line_start = ev.text.endswith("\n")
+        elif ev.kind == "call":
+            if not at_line_start:
+                out.write("\n")
+            out.write(f"  → {ev.step.name}({json.dumps(ev.step.arguments, ensure_ascii=False)})\n")
+            at_line_start = True
+        elif ev.kind == "result":
+            mark = "←" if ev.step.ok else "✗"
+            text = ev.step.result if len(ev.step.result) <= 300 else ev.step.result[:300] + "…"
+            out.write(f"  {mark} {text}\n")
+        elif ev.kind == "done":
+            result = ev.result
+            if result.stopped != "answer":
+                out.write(f"\n[{result.answer}]")
+        out.flush()
+    out.write("\n")
+    return result
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    tools = _tools(args)
+    agent, loaded = _agent(args, tools)
+    print(f"nesso chat — {loaded.source}; tools: {', '.join(t.name for t in tools) or 'none'}")
+    print("Type /reset, /tools, /trace or /quit.")
+    last = None
+    while True:
+        try:
+            line = input("\n> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return 0
+        if line == "/reset":
+            agent.reset()
+            print("(conversation cleared)")
+            continue
+        if line == "/tools":
+            for t in tools:
+                print(f"  {t.name}: {t.description}")
+            continue
+        if line == "/trace":
+            print(last.trace_json() if last else "(no turn yet)")
+            continue
+        if line.startswith("/"):
+            print("commands: /reset /tools /trace /quit")
+            continue
+        last = _show(agent.events(line))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.json_schema:
+        return _run_json(args)
+    tools = _tools(args)
+    choice: Any = args.tool_choice
+    if choice not in ("auto", "required", "none"):
+        if choice not in {t.name for t in tools}:
+            raise NessoError(f"--tool-choice {choice!r} is not one of the tools: {', '.join(t.name for t in tools)}")
+        choice = {"type": "function", "function": {"name": choice}}
+    agent, _ = _agent(args, tools)
+    result = _show(agent.events(args.prompt, tool_choice=choice))
+    if args.trace:
+        Path(args.trace).write_text(result.trace_json() + "\n", encoding="utf-8")
+    return 0 if result.stopped == "answer" else 1
+
+
+def _run_json(args: argparse.Namespace) -> int:
+    from nesso.commands.model import load_for_inference
+    from nesso.engine import Engine, SamplingParams
+    from nesso.grammar import compiler_for
+
+    path = Path(args.json_schema)
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NessoError(f"schema file {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise NessoError(f"{path} is not valid JSON: {e}") from None
+    loaded = load_for_inference(args)
+    engine = Engine(loaded.model, loaded.tokenizer)
+    constraint = compiler_for(loaded.tokenizer, loaded.model.config.vocab_size).for_json(schema)
+    messages = [{"role": "system", "content": args.system + " Answer only with JSON that follows this schema: "
+                 + json.dumps(schema, ensure_ascii=False)}, {"role": "user", "content": args.prompt}]
+    prompt = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    out = engine.generate(prompt, SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature), constraint)
+    print(out.text)
+    if out.finish_reason == "length":
+        raise NessoError(f"the JSON did not finish within --max-tokens {args.max_tokens}; raise it")
+    return 0
+
+
+DEMO_TASKS = [
+    ("en", "What time is it in Tokyo right now?"),
+    ("it", "Che ore sono a Tokyo?"),
+    ("en", "How much is 17.5% of 2,340 euros?"),
+    ("it", "Quanti chilometri sono 26,2 miglia?"),
+    ("it", "Quanti ordini ha fatto Giulia a marzo 2026?"),
+    ("en", "Which product category brought the most revenue in the shop database?"),
+]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nesso.tools import default_tools
+
+    ns = argparse.Namespace(model=args.model, dtype=args.dtype, quantize=args.quantize, max_steps=4,
+                            max_tokens=256, temperature=0.0, no_constrain=False, system=SYSTEM_PROMPT)
+    tools = default_tools()
+    agent, loaded = _agent(ns, tools)
+    print(f"nesso demo — model: {loaded.source}; tools: {', '.join(t.name for t in tools)}\n")
+    answered = 0
+    for lang, task in DEMO_TASKS:
+        agent.reset()
+        print(f"[{lang}] {task}")
+        result = _show(agent.events(task))
+        answered += result.stopped == "answer"
+        print()
+    print(f"{answered}/{len(DEMO_TASKS)} tasks reached a final answer.")
+    return 0

@@ -1,0 +1,31 @@
+"""`nesso pretrain RECIPE`: train a model from scratch on a recipe's data (one process, or many under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="pretrain on a recipe (CPU or GPU; multi-GPU/multi-node via torchrun)")
+    p.add_argument("recipe", help="recipe YAML, e.g. recipes/micro-cpu.yaml or recipes/zagreus-0.4b-pretrain.yaml")
+    p.add_argument("--out", help="run folder for checkpoints, logs and the loss curve (default: train.out_dir)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=20 (repeatable)")
+    p.add_argument("--export-hf", metavar="DIR", help="also write the final model as a Hugging Face folder here")
+    p.add_argument("--fresh", action="store_true", help="ignore (and delete) earlier checkpoints of this run")
+    p.add_argument("--workers", type=int, default=1, help="tokenising processes if the data is not tokenised yet")
+    p.set_defaults(func=cmd_pretrain)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from nesso.train import run_pretrain
+
+    try:
+        run_pretrain(args.recipe, args.overrides, out_dir=args.out, export_hf=args.export_hf, fresh=args.fresh,
+                     workers=args.workers)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0

@@ -1,0 +1,241 @@
+"""Grammar-constrained decoding with llguidance: tool calls and JSON outputs that are valid by construction.
+
+Tool calls follow the one nesso format: ``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``, blocks
+separated by a newline. The JSON inside is pinned to the canonical spacing (``", "`` and ``": "``) that the chat
+template renders, so constrained output looks exactly like the training data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from nesso.engine import TOOL_CLOSE, TOOL_OPEN, Constraint
+from nesso.errors import NessoError
+from nesso.tokenizer import Tokenizer
+
+CANONICAL_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Free text never contains the opening tag (that starts a constrained call) nor a <tool_response>, which only
+# tools write (small models like to echo it instead of answering).
+_TEXT = r'/(.|\n)*/ & ~/(.|\n)*<tool_(call|response)>(.|\n)*/'
+_HEAD = r'/(.|\n)*<tool_call>/ & ~/(.|\n)*<tool_response>(.|\n)*/'
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    mode: str  # "auto" | "none" | "required" | "named"
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, value: Any) -> ToolChoice:
+        """Accepts OpenAI's forms: "auto", "none", "required", {"type": "function", "function": {"name": X}}."""
+        if value is None:
+            return cls("auto")
+        if isinstance(value, ToolChoice):
+            return value
+        if isinstance(value, str):
+            if value not in ("auto", "none", "required"):
+                raise NessoError(f"tool_choice {value!r} is not one of 'auto', 'none', 'required' or "
+                                 "{'type': 'function', 'function': {'name': ...}}")
+            return cls(value)
+        if isinstance(value, dict):
+            fn = value.get("function")
+            name = fn.get("name") if isinstance(fn, dict) else value.get("name")
+            if isinstance(name, str) and name:
+                return cls("named", name)
+        raise NessoError("tool_choice must be 'auto', 'none', 'required' or "
+                         "{'type': 'function', 'function': {'name': ...}}")
+
+
+def normalize_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Check an OpenAI tool list and return it in canonical form; errors name the offending tool."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise NessoError("tools must be a list of {'type': 'function', 'function': {...}} objects")
+    out, seen = [], set()
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(fn, dict) or (t.get("type", "function") != "function"):
+            raise NessoError(f"tools[{i}] must look like {{'type': 'function', 'function': {{'name': ..., "
+                             "'parameters': {...}}}")
+        name = fn.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise NessoError(f"tools[{i}].function.name must be 1-64 letters, digits, '_', '-' or '.' (got {name!r})")
+        if name in seen:
+            raise NessoError(f"tools[{i}]: the tool name {name!r} appears twice")
+        seen.add(name)
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(params, dict):
+            raise NessoError(f"tools[{i}] ({name}): parameters must be a JSON schema object")
+        try:
+            Draft202012Validator.check_schema(params)
+        except SchemaError as e:
+            raise NessoError(f"tools[{i}] ({name}): parameters is not a valid JSON schema: {e.message}") from None
+        if params.get("type", "object") != "object":
+            raise NessoError(f"tools[{i}] ({name}): parameters must describe an object (type 'object')")
+        desc = fn.get("description")
+        entry = {"name": name, **({"description": desc} if desc else {}), "parameters": params}
+        if "strict" in fn:
+            entry["strict"] = fn["strict"]
+        out.append({"type": "function", "function": entry})
+    return out
+
+
+def _closed(schema: Any) -> Any:
+    """Objects in tool arguments admit only their declared properties (BFCL: no unknown parameters)."""
+    if isinstance(schema, dict):
+        schema = {k: _closed(v) for k, v in schema.items()}
+        if schema.get("type") == "object" and "additionalProperties" not in schema and "properties" in schema:
+            schema["additionalProperties"] = False
+        if schema.get("type") == "object" and "properties" not in schema and "additionalProperties" not in schema:
+            schema["properties"] = {}
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_closed(v) for v in schema]
+    return schema
+
+
+def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    variants = []
+    for t in tools:
+        fn = t["function"]
+        variants.append({
+            "type": "object",
+            "properties": {"name": {"const": fn["name"]}, "arguments": _closed(fn["parameters"])},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        })
+    schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return {**schema, "x-guidance": CANONICAL_JSON}
+
+
+def tool_call_lark(tools: list[dict[str, Any]], choice: ToolChoice, parallel: bool = True) -> str:
+    if choice.mode == "none" or not tools:
+        return f"%llguidance {{}}\nstart: TEXT\nTEXT: {_TEXT}\n"
+    if choice.mode == "named":
+        tools = [t for t in tools if t["function"]["name"] == choice.name]
+        if not tools:
+            raise NessoError(f"tool_choice names {choice.name!r}, which is not among the tools offered")
+    more = f' ("\\n" "{TOOL_OPEN}" body)*' if parallel else ""
+    body = f'body: "\\n" %json {json.dumps(call_schema(tools), ensure_ascii=False)} "\\n{TOOL_CLOSE}"\n'
+    if choice.mode == "auto":
+        return (f"%llguidance {{}}\nstart: TEXT | head body{more}\nhead[lazy]: HEAD\n"
+                f"{body}TEXT: {_TEXT}\nHEAD: {_HEAD}\n")
+    return f'%llguidance {{}}\nstart: "{TOOL_OPEN}" body{more}\n{body}'
+
+
+def json_lark(schema: dict[str, Any] | None) -> str:
+    schema = {"type": "object"} if schema is None else schema
+    if not isinstance(schema, dict):
+        raise NessoError("a JSON schema must be an object")
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as e:
+        raise NessoError(f"response_format schema is not a valid JSON schema: {e.message}") from None
+    spaced = {**schema, "x-guidance": {**CANONICAL_JSON, **schema.get("x-guidance", {})}}
+    return f"%llguidance {{}}\nstart: %json {json.dumps(spaced, ensure_ascii=False)}\n"
+
+
+class GrammarCompiler:
+    """Per-tokenizer llguidance state; compiled grammars are cached by their text (one per tool set/schema)."""
+
+    def __init__(self, tokenizer: Tokenizer, vocab_size: int) -> None:
+        import llguidance
+
+        self._ll = llguidance
+        self.vocab_size = vocab_size
+        self.lltok = llguidance.LLTokenizer(tokenizer.backend.to_str(), n_vocab=vocab_size,
+                                            eos_token=sorted(tokenizer.stop_ids))
+        self._cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def compile(self, lark: str) -> str:
+        with self._lock:
+            cached = self._cache.get(lark)
+        if cached is not None:
+            return cached
+        grammar = self._ll.LLMatcher.grammar_from_lark(lark)
+        is_error, messages = self._ll.LLMatcher.validate_grammar_with_warnings(grammar, self.lltok)
+        if is_error:
+            raise NessoError(_explain("; ".join(m.strip() for m in messages) or "invalid grammar"))
+        with self._lock:
+            self._cache[lark] = grammar
+        return grammar
+
+    def constraint(self, lark: str, structured: bool) -> LLGuidanceConstraint:
+        return LLGuidanceConstraint(self, self.compile(lark), structured)
+
+    def for_tools(self, tools: list[dict[str, Any]], tool_choice: Any = "auto",
+                  parallel: bool = True) -> LLGuidanceConstraint:
+        choice = ToolChoice.parse(tool_choice)
+        lark = tool_call_lark(normalize_tools(tools), choice, parallel)
+        return self.constraint(lark, structured=choice.mode in ("required", "named"))
+
+    def for_json(self, schema: dict[str, Any] | None) -> LLGuidanceConstraint:
+        return self.constraint(json_lark(schema), structured=True)
+
+
+def _explain(detail: str) -> str:
+    detail = detail.split(" 1 | ")[0]  # drop llguidance's echo of the grammar
+    keys = re.search(r"Unimplemented keys: \[([^\]]*)\]", detail)
+    if keys:
+        names = ", ".join(k.strip().strip('"') for k in keys.group(1).split(","))
+        return (f"the JSON schema uses {names}, which constrained decoding does not support; remove it "
+                "(and check it after generation) or turn constraints off")
+    detail = re.sub(r"^at \d+\(\d+\): ", "", detail.strip())
+    return f"the schema cannot be enforced: {_short(detail)}"
+
+
+def _short(text: str, limit: int = 400) -> str:
+    text = re.sub(r"\s+", " ", text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class LLGuidanceConstraint(Constraint):
+    def __init__(self, compiler: GrammarCompiler, grammar: str, structured: bool) -> None:
+        self.compiler = compiler
+        self.matcher = compiler._ll.LLMatcher(compiler.lltok, grammar, log_level=0)
+        if self.matcher.is_error():
+            raise NessoError(f"the grammar cannot be used: {_short(self.matcher.get_error())}")
+        self._structured = structured
+
+    def allowed(self) -> torch.Tensor:
+        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
+        mask = np.unpackbits(bits, bitorder="little")[: self.compiler.vocab_size]
+        return torch.from_numpy(mask.astype(bool))
+
+    def advance(self, token: int) -> None:
+        if not self.matcher.consume_token(token):
+            raise NessoError(f"constrained decoding failed: {_short(self.matcher.get_error())}")
+
+    @property
+    def done(self) -> bool:
+        return self.matcher.is_stopped()
+
+    @property
+    def structured(self) -> bool:
+        return self._structured
+
+
+def compiler_for(tokenizer: Tokenizer, vocab_size: int) -> GrammarCompiler:
+    """One compiler per tokenizer (building llguidance's token trie takes ~0.1-1 s), kept on the tokenizer."""
+    comp = getattr(tokenizer, "_grammar_compiler", None)
+    if comp is None or comp.vocab_size != vocab_size:
+        comp = GrammarCompiler(tokenizer, vocab_size)
+        tokenizer._grammar_compiler = comp
+    return comp

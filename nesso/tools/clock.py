@@ -1,0 +1,65 @@
+"""Current date and time in a time zone, from the IANA database (zoneinfo; the tzdata package where the system
+has none). City names resolve to their zone ("Tokyo" -> Asia/Tokyo, "Milano" -> Europe/Rome)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import zoneinfo
+
+from nesso.agent import tool
+
+# Places whose zone is not named after them (Italian exonyms, countries, big cities without their own zone).
+_ALIASES = {
+    "roma": "Europe/Rome", "rome": "Europe/Rome", "milano": "Europe/Rome", "milan": "Europe/Rome",
+    "napoli": "Europe/Rome", "torino": "Europe/Rome", "firenze": "Europe/Rome", "venezia": "Europe/Rome",
+    "bologna": "Europe/Rome", "palermo": "Europe/Rome", "italia": "Europe/Rome", "italy": "Europe/Rome",
+    "londra": "Europe/London", "parigi": "Europe/Paris", "berlino": "Europe/Berlin", "mosca": "Europe/Moscow",
+    "atene": "Europe/Athens", "lisbona": "Europe/Lisbon", "varsavia": "Europe/Warsaw", "vienna": "Europe/Vienna",
+    "pechino": "Asia/Shanghai", "beijing": "Asia/Shanghai", "nuova delhi": "Asia/Kolkata", "new delhi": "Asia/Kolkata",
+    "delhi": "Asia/Kolkata", "mumbai": "Asia/Kolkata", "san francisco": "America/Los_Angeles",
+    "los angeles": "America/Los_Angeles", "seattle": "America/Los_Angeles", "boston": "America/New_York",
+    "washington": "America/New_York", "miami": "America/New_York", "san paolo": "America/Sao_Paulo",
+    "città del messico": "America/Mexico_City", "mexico city": "America/Mexico_City", "il cairo": "Africa/Cairo",
+    "cairo": "Africa/Cairo", "sydney": "Australia/Sydney", "tokio": "Asia/Tokyo", "seul": "Asia/Seoul",
+    "utc": "UTC", "gmt": "UTC",
+}
+_WEEKDAYS_IT = ["lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"]
+
+
+@functools.cache
+def _zones_by_city() -> dict[str, str]:
+    table = {}
+    for zone in sorted(zoneinfo.available_timezones()):
+        city = zone.rsplit("/", 1)[-1].replace("_", " ").lower()
+        table.setdefault(city, zone)
+    return table
+
+
+def resolve_zone(name: str) -> zoneinfo.ZoneInfo:
+    key = " ".join(name.strip().split())
+    if not key:
+        raise ValueError("empty time zone")
+    try:
+        return zoneinfo.ZoneInfo(key)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        pass
+    low = key.lower()
+    zone = _ALIASES.get(low) or _zones_by_city().get(low) or _zones_by_city().get(low.replace("-", " "))
+    if zone is None:
+        raise ValueError(f"unknown time zone or city {name!r}; use an IANA name like Europe/Rome or Asia/Tokyo")
+    return zoneinfo.ZoneInfo(zone)
+
+
+@tool
+def get_current_time(timezone: str = "UTC") -> dict:
+    """Current date and time in a time zone or city.
+
+    Args:
+        timezone: IANA time zone (Europe/Rome, Asia/Tokyo, America/New_York) or a city name (Tokyo, Milano).
+    """
+    zone = resolve_zone(timezone)
+    now = dt.datetime.now(zone)
+    return {"timezone": zone.key, "datetime": now.isoformat(timespec="seconds"), "date": now.date().isoformat(),
+            "time": now.strftime("%H:%M"), "weekday": now.strftime("%A"),
+            "weekday_it": _WEEKDAYS_IT[now.weekday()], "utc_offset": now.strftime("%z")}

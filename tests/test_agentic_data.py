@@ -1,0 +1,386 @@
+"""The bilingual function-calling dataset: catalogue, determinism, split by tool, balance, schema validity,
+chat-template rendering, the CLI and the importers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import date
+
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from nesso.agentic_data import (
+    CATEGORIES,
+    DOMAINS,
+    HELDOUT_TOOLS,
+    TOOL_BY_NAME,
+    TOOLS,
+    generate,
+    import_file,
+    validate_row,
+)
+from nesso.agentic_data.chains import CHAINS
+from nesso.agentic_data.importers import detect_lang
+from nesso.agentic_data.render import date_val, fields_of, money, num, stable_rng
+from nesso.agentic_data.spec import Ctx
+from nesso.cli import main
+
+N = 450  # rows of the shared set: 360 train + 90 held out, 20 (10 + 10) per category and split
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return generate(N, seed=1234)
+
+
+def all_rows(rows):
+    return rows["train"] + rows["heldout"]
+
+
+def names_in(row):
+    offered = {t["function"]["name"] for t in row["tools"]}
+    called = {c["function"]["name"] for m in row["messages"] for c in m.get("tool_calls") or []}
+    return offered | called
+
+
+# ---- catalogue ----------------------------------------------------------------------------------------
+def _types(schema, out):
+    out.add(schema.get("type"))
+    if "enum" in schema:
+        out.add("enum")
+    if "default" in schema:
+        out.add("default")
+    for sub in (schema.get("properties") or {}).values():
+        _types(sub, out)
+    if isinstance(schema.get("items"), dict):
+        _types(schema["items"], out)
+    return out
+
+
+def test_catalogue_size_domains_and_parameter_kinds():
+    assert len(TOOLS) >= 40 and len(DOMAINS) >= 8
+    assert len({t.name for t in TOOLS}) == len(TOOLS)
+    kinds = set()
+    optional = 0
+    for t in TOOLS:
+        Draft202012Validator.check_schema(t.parameters)
+        assert t.description.isascii() and t.description[0].isupper(), t.name
+        _types(t.parameters, kinds)
+        optional += len(t.parameters["properties"]) > len(t.required)
+        nested = [p for p in t.parameters["properties"].values() if p.get("type") == "object"]
+        for p in nested:
+            assert p["properties"], t.name
+    assert {"string", "number", "integer", "boolean", "array", "object", "enum", "default"} <= kinds
+    assert optional >= 30  # most tools have optional parameters
+
+
+def test_every_template_fits_its_tool():
+    for t in TOOLS:
+        props, required = set(t.parameters["properties"]), set(t.required)
+        for lang in ("en", "it"):
+            assert len(t.templates[lang]) >= 3, (t.name, lang)
+            for tpl in t.templates[lang]:
+                assert required <= fields_of(tpl) <= props, (t.name, tpl)
+            for m in t.missing:
+                assert m.arg in required
+                for tpl in m.templates[lang]:
+                    f = fields_of(tpl)
+                    assert m.arg not in f and f <= props, (t.name, tpl)
+        assert t.missing, t.name
+
+
+def test_chain_templates_name_every_required_argument_of_the_first_call():
+    for ch in CHAINS:
+        first = TOOL_BY_NAME[ch.first]
+        for lang in ("en", "it"):
+            for tpl in ch.templates[lang]:
+                assert set(first.required) <= fields_of(tpl), (ch.name, tpl)
+
+
+def test_heldout_tools_cover_every_domain():
+    assert HELDOUT_TOOLS <= set(TOOL_BY_NAME)
+    assert {TOOL_BY_NAME[n].domain for n in HELDOUT_TOOLS} == set(DOMAINS)
+    held_chains = [c for c in CHAINS if set(c.tools) & HELDOUT_TOOLS]
+    assert held_chains and len(held_chains) < len(CHAINS)
+
+
+# ---- values in the right form for each language ------------------------------------------------------
+def test_italian_dates_amounts_and_numbers():
+    rng = stable_rng("t")
+    d = date_val(rng, date(2026, 2, 1), at=date(2026, 3, 3))
+    assert d.value == "2026-03-03"
+    assert d.text_for("it") == "il 3 marzo" and d.text_for("it", "from") == "dal 3 marzo"
+    assert date_val(rng, date(2026, 2, 1), at=date(2026, 3, 8)).text_for("it") == "l'8 marzo"
+    assert date_val(rng, date(2026, 2, 1), at=date(2026, 3, 11)).text_for("it", "to") == "all'11 marzo"
+    assert money(12.5, "it") == "12,50 €" and money(12.5, "en") == "€12.50"
+    assert num(1234.5, "it") == "1.234,50" and num(1234.5, "en") == "1,234.50"
+
+
+def test_arguments_are_never_the_users_words(rows):
+    """Dates go to tools as ISO, amounts as numbers, phone numbers in E.164, whatever the user wrote."""
+    months = re.compile(r"marzo|aprile|maggio|giugno|gennaio|febbraio|March|April|May|June|January|February")
+    seen_it_date = False
+    for row in all_rows(rows):
+        for m in row["messages"]:
+            for c in m.get("tool_calls") or []:
+                args = c["function"]["arguments"]
+                assert not months.search(args), args
+                assert "domani" not in args and "tomorrow" not in args and "€" not in args
+        if row["lang"] == "it" and row["category"] == "simple" and re.search(r"\d+ (marzo|aprile|maggio)", row["messages"][1]["content"]):
+            seen_it_date = True
+    assert seen_it_date
+
+
+# ---- determinism --------------------------------------------------------------------------------------
+def test_generation_is_deterministic():
+    a, b = generate(60, seed=5), generate(60, seed=5)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert json.dumps(generate(60, seed=6)) != json.dumps(a)
+
+
+# ---- split by tool ------------------------------------------------------------------------------------
+def test_heldout_tools_never_in_train_rows(rows):
+    for row in rows["train"]:
+        assert not names_in(row) & HELDOUT_TOOLS, row["id"]
+        text = json.dumps(row, ensure_ascii=False)
+        for name in HELDOUT_TOOLS:
+            assert name not in text, (row["id"], name)
+
+
+def test_heldout_phrasing_templates_never_in_train_rows(rows):
+    train_text = "\n".join(m["content"] or "" for r in rows["train"] for m in r["messages"] if m["role"] == "user")
+    checked = 0
+    for name in HELDOUT_TOOLS:
+        for lang in ("en", "it"):
+            for tpl in TOOL_BY_NAME[name].templates[lang]:
+                literal = max(re.split(r"\{[^}]*\}", tpl), key=len).strip()
+                if len(literal) >= 12:
+                    assert literal not in train_text, (name, literal)
+                    checked += 1
+    assert checked >= 20
+
+
+def test_heldout_rows_are_about_heldout_tools(rows):
+    assert len(rows["heldout"]) == round(N * 0.2)
+    with_calls = [r for r in rows["heldout"] if r["category"] not in ("structured_json", "irrelevance")]
+    for row in with_calls:
+        assert names_in(row) & HELDOUT_TOOLS, row["id"]
+    used = set().union(*(names_in(r) for r in with_calls)) & HELDOUT_TOOLS
+    assert used == HELDOUT_TOOLS
+
+
+# ---- balance ------------------------------------------------------------------------------------------
+def test_categories_and_languages_are_balanced(rows):
+    for split, items in rows.items():
+        cats = Counter(r["category"] for r in items)
+        assert set(cats) == set(CATEGORIES)
+        assert max(cats.values()) - min(cats.values()) <= 1
+        langs = Counter(r["lang"] for r in items)
+        assert abs(langs["en"] - langs["it"]) <= 1
+        pairs = Counter((r["category"], r["lang"]) for r in items)
+        assert len(pairs) == 2 * len(CATEGORIES)
+        assert {r["split"] for r in items} == {split}
+
+
+def test_rows_are_written_in_their_language(rows):
+    hits = sum(detect_lang(r["messages"]) == r["lang"] for r in all_rows(rows))
+    assert hits / N > 0.9
+
+
+# ---- structure and schema validity -------------------------------------------------------------------
+def test_every_call_validates_against_its_tool_schema(rows):
+    calls = 0
+    for row in all_rows(rows):
+        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in row["tools"]}
+        for m in row["messages"]:
+            for c in m.get("tool_calls") or []:
+                assert c["type"] == "function" and c["id"].startswith("call_")
+                args = json.loads(c["function"]["arguments"])
+                Draft202012Validator(schemas[c["function"]["name"]], format_checker=FormatChecker()).validate(args)
+                calls += 1
+        assert validate_row(row) == [], row["id"]
+    assert calls > N
+
+
+def test_category_shapes(rows):
+    for row in all_rows(rows):
+        msgs, cat = row["messages"], row["category"]
+        assert msgs[0]["role"] == "system" and msgs[1]["role"] == "user"
+        assert msgs[-1]["role"] == "assistant" and msgs[-1]["content"] and not msgs[-1].get("tool_calls")
+        turns = [m["tool_calls"] for m in msgs if m.get("tool_calls")]
+        results = [m for m in msgs if m["role"] == "tool"]
+        assert all(m["tool_call_id"] and isinstance(m["content"], str) for m in results)
+        if cat in ("simple", "multiple"):
+            assert len(turns) == 1 and len(turns[0]) == 1
+            assert len(row["tools"]) == 1 if cat == "simple" else len(row["tools"]) >= 3
+        elif cat == "parallel":
+            assert len(turns) == 1 and len(turns[0]) >= 2 and len({c["function"]["name"] for c in turns[0]}) == 1
+        elif cat == "parallel_multiple":
+            assert len(turns) == 1 and len({c["function"]["name"] for c in turns[0]}) >= 2
+        elif cat == "multi_step":
+            assert len(turns) == 2 and turns[0][0]["function"]["name"] != turns[1][0]["function"]["name"]
+        elif cat in ("irrelevance", "missing_argument"):
+            assert not turns and row["tools"] and len(msgs) == 3
+        elif cat == "structured_json":
+            assert not turns and row["tools"] == []
+            schema = row["response_format"]["json_schema"]["schema"]
+            assert json.dumps(schema, ensure_ascii=False) in msgs[0]["content"]
+            Draft202012Validator(schema, format_checker=FormatChecker()).validate(json.loads(msgs[-1]["content"]))
+        elif cat == "tool_error":
+            assert "error" in json.loads(results[0]["content"])
+            assert 1 <= len(turns) <= 2
+
+
+def test_tool_results_come_from_the_arguments():
+    """The same call gets the same result anywhere in a dataset; results never invent the call's key values."""
+    rows = generate(120, seed=9)
+    seen: dict[str, str] = {}
+    for row in rows["train"]:
+        msgs = row["messages"]
+        by_id = {c["id"]: c for m in msgs for c in m.get("tool_calls") or []}
+        for m in msgs:
+            if m["role"] == "tool" and row["category"] in ("simple", "multiple", "parallel"):
+                c = by_id[m["tool_call_id"]]
+                key = c["function"]["name"] + c["function"]["arguments"] + row["lang"]
+                assert seen.setdefault(key, m["content"]) == m["content"]
+
+
+def test_rows_render_with_the_chat_template(rows, llama_tokenizer):
+    sample = {}
+    for row in all_rows(rows):
+        sample.setdefault((row["category"], row["lang"]), row)
+    assert len(sample) == 2 * len(CATEGORIES)
+    for row in sample.values():
+        enc = llama_tokenizer.encode_chat(row["messages"], row["tools"])
+        assert len(enc.ids) == len(enc.assistant_mask) and sum(enc.assistant_mask) > 0
+        text = llama_tokenizer.apply_chat_template(row["messages"], row["tools"])
+        n_calls = sum(len(m.get("tool_calls") or []) for m in row["messages"])
+        assert text.count('<tool_call>\n{"name": "') == n_calls
+        assert text.count("<tool_response>") == sum(m["role"] == "tool" for m in row["messages"])
+
+
+# ---- CLI ------------------------------------------------------------------------------------------------
+def test_cli_writes_the_dataset_deterministically(tmp_path, capsys):
+    out = tmp_path / "agentic"
+    assert main(["data", "agentic", "--out", str(out), "--n", "40", "--seed", "3"]) == 0
+    first = (out / "train.jsonl").read_bytes()
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["splits"]["train"]["rows"] == 32 and stats["splits"]["heldout"]["rows"] == 8
+    assert len((out / "heldout.jsonl").read_text().splitlines()) == 8
+    assert main(["data", "agentic", "--out", str(out), "--n", "40", "--seed", "3"]) == 2  # refuses to overwrite
+    assert "--force" in capsys.readouterr().err
+    assert main(["data", "agentic", "--out", str(out), "--n", "40", "--seed", "3", "--force"]) == 0
+    assert (out / "train.jsonl").read_bytes() == first
+    assert main(["data", "agentic", "--out", str(tmp_path / "x"), "--n", "0"]) == 2
+
+
+# ---- importers -------------------------------------------------------------------------------------------
+WEATHER = {"name": "get_weather", "description": "Weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def write_lines(path, items):
+    path.write_text("\n".join(i if isinstance(i, str) else json.dumps(i) for i in items) + "\n", encoding="utf-8")
+    return path
+
+
+def test_import_openai(tmp_path):
+    good = {"tools": [{"type": "function", "function": WEATHER}], "messages": [
+        {"role": "user", "content": "Che tempo fa a Milano?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Milano"}}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "{\"t\": 20}"},
+        {"role": "assistant", "content": "A Milano ci sono 20 gradi."}]}
+    unknown_tool = json.loads(json.dumps(good))
+    unknown_tool["messages"][1]["tool_calls"][0]["function"]["name"] = "get_time"
+    bad_args = json.loads(json.dumps(good))
+    bad_args["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{\"city\": 3}"
+    path = write_lines(tmp_path / "oa.jsonl", [good, "{not json", {"messages": [{"role": "wizard", "content": "x"}]},
+                                               unknown_tool, bad_args, {"foo": 1}])
+    rep = import_file("openai", path)
+    assert rep.total == 6 and len(rep.rows) == 1
+    assert [n for n, _ in rep.skipped] == [2, 3, 4, 5, 6]
+    reasons = dict(rep.skipped)
+    assert "not valid JSON" in reasons[2] and "wizard" in reasons[3] and "get_time" in reasons[4]
+    assert "city" in reasons[5] and "messages" in reasons[6]
+    row = rep.rows[0]
+    assert row["lang"] == "it" and row["category"] == "simple" and row["split"] == "train"
+    assert row["messages"][1]["tool_calls"][0]["function"]["arguments"] == "{\"city\": \"Milano\"}"
+    assert validate_row(row) == []
+
+
+HERMES_SYSTEM = ("You are a function calling AI model. You are provided with function signatures within <tools></tools> "
+                 "XML tags. <tools> [{'type': 'function', 'function': {'name': 'get_weather', 'description': 'Weather', "
+                 "'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}}, 'required': ['city']}}}] "
+                 "</tools> For each function call return a json object within <tool_call></tool_call> tags.")
+
+
+def test_import_sharegpt_hermes(tmp_path):
+    hermes = {"conversations": [
+        {"from": "system", "value": HERMES_SYSTEM},
+        {"from": "human", "value": "What's the weather in Rome and Paris?"},
+        {"from": "gpt", "value": "<tool_call>\n{'arguments': {'city': 'Rome'}, 'name': 'get_weather'}\n</tool_call>\n"
+                                 "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"},
+        {"from": "tool", "value": "<tool_response>\n{\"t\": 18}\n</tool_response>\n<tool_response>\n{\"t\": 12}\n</tool_response>"},
+        {"from": "gpt", "value": "Rome 18°C, Paris 12°C."}]}
+    glaive = {"tools": json.dumps([WEATHER]), "conversations": [
+        {"from": "human", "value": "weather in Turin please"},
+        {"from": "function_call", "value": "{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Turin\\\"}\"}"},
+        {"from": "observation", "value": "{\"t\": 9}"},
+        {"from": "gpt", "value": "It is 9°C in Turin."}]}
+    broken = {"conversations": [{"from": "system", "value": HERMES_SYSTEM}, {"from": "human", "value": "hi"},
+                                {"from": "gpt", "value": "<tool_call>\n{'name': 'get_weather', 'arguments': {'city': \n</tool_call>"}]}
+    orphan = {"conversations": [{"from": "human", "value": "hi"}, {"from": "tool", "value": "{}"}]}
+    path = write_lines(tmp_path / "sg.jsonl", [hermes, glaive, broken, orphan, {"conversations": "nope"}])
+    rep = import_file("hermes", path)
+    assert len(rep.rows) == 2 and [n for n, _ in rep.skipped] == [3, 4, 5]
+    h, g = rep.rows
+    assert h["category"] == "parallel" and h["lang"] == "en" and h["messages"][0]["role"] == "user"
+    assert [t["function"]["name"] for t in h["tools"]] == ["get_weather"]
+    calls = h["messages"][1]["tool_calls"]
+    assert [json.loads(c["function"]["arguments"])["city"] for c in calls] == ["Rome", "Paris"]
+    assert [m["tool_call_id"] for m in h["messages"][2:4]] == [c["id"] for c in calls]
+    assert g["messages"][1]["tool_calls"][0]["function"]["arguments"] == "{\"city\": \"Turin\"}"
+    assert all(validate_row(r) == [] for r in rep.rows)
+
+
+def test_import_xlam_as_json_array(tmp_path, capsys):
+    tools = [{"name": "get_prices", "description": "Prices", "parameters": {
+        "symbols": {"type": "List[str]", "description": "Tickers"},
+        "limit": {"type": "int, optional", "description": "Max", "default": 10}}}]
+    good = {"query": "Prices of AAPL and MSFT, at most 5", "tools": json.dumps(tools),
+            "answers": json.dumps([{"name": "get_prices", "arguments": {"symbols": ["AAPL", "MSFT"], "limit": 5}}])}
+    wrong_type = dict(good, answers=json.dumps([{"name": "get_prices", "arguments": {"symbols": "AAPL"}}]))
+    missing = dict(good, answers=json.dumps([{"name": "get_prices", "arguments": {"limit": 5}}]))
+    path = tmp_path / "xlam.json"
+    path.write_text(json.dumps([good, wrong_type, missing, {"query": 1}]), encoding="utf-8")
+    rep = import_file("xlam", path)
+    assert len(rep.rows) == 1 and [n for n, _ in rep.skipped] == [2, 3, 4]
+    params = rep.rows[0]["tools"][0]["function"]["parameters"]
+    assert params["required"] == ["symbols"] and params["properties"]["symbols"]["items"] == {"type": "string"}
+    assert rep.rows[0]["messages"][-1]["tool_calls"][0]["function"]["name"] == "get_prices"
+
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "import", "xlam", str(path), "--out", str(out), "--split", "heldout"]) == 0
+    err = capsys.readouterr().err
+    assert "xlam.json:2: skipped" in err and "xlam.json:4: skipped" in err
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(written) == 1 and written[0]["split"] == "heldout"
+    assert main(["data", "import", "xlam", str(path), "--out", str(path), "--force"]) == 2  # never overwrite the input
+    assert main(["data", "import", "openai", str(path), "--out", str(tmp_path / "o2.jsonl")]) == 2  # wrong format
+    assert not (tmp_path / "o2.jsonl").exists()
+
+
+def test_importers_round_trip_generated_rows(tmp_path, rows):
+    src = write_lines(tmp_path / "gen.jsonl", [{"messages": r["messages"], "tools": r["tools"]} for r in rows["train"][:40]])
+    rep = import_file("openai", src)
+    assert not rep.skipped and len(rep.rows) == 40
+    for orig, got in zip(rows["train"][:40], rep.rows):
+        assert got["messages"] == orig["messages"] and got["tools"] == orig["tools"]
+
+
+def test_ctx_helpers_choose_by_language():
+    c = Ctx(stable_rng("x"), "it", date(2026, 1, 5))
+    assert c.t("a", "b") == "b" and c.pick(["a"], ["b"]) == "b"
