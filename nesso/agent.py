@@ -317,7 +317,9 @@ class Agent:
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": text})
             for err in parsed.errors:  # an unparseable call is answered like a failed tool, so the model can retry
                 text = json.dumps({"error": err.message}, ensure_ascii=False)
-                steps.append(Step("tool", name=err.name or "?", result=text, ok=False))
+                s = Step("tool", name=err.name or "?", result=text, ok=False)
+                steps.append(s)
+                yield AgentEvent("result", step=s)
                 self.messages.append({"role": "tool", "content": text})
         msg = f"stopped: no final answer after {self.max_steps} steps"
         steps.append(Step("stop", content=msg))

@@ -295,6 +295,212 @@ class Engine:
             seq.finish = "length"
 
 
+class _BatchPlan:
+    """Where the next forward of a ContinuousBatch writes: one row from ``start`` (prefill), or every row
+    [0, rows) at its own column ``write`` (decode), attending to columns [0, width)."""
+
+    def __init__(self) -> None:
+        self.row: int | None = None
+        self.write: torch.Tensor | None = None
+        self.width = 0
+
+
+class _SlotCache:
+    """One layer's keys/values for a ContinuousBatch: row r holds slot r's tokens from column 0 on. The last
+    column is scratch that idle rows write to during a decode step, so their cached prefix stays intact."""
+
+    def __init__(self, plan: _BatchPlan, slots: int, capacity: int, heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        self.plan = plan
+        shape = (slots, heads, capacity + 1, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2] - 1
+
+    def grow(self, capacity: int) -> None:
+        old = self.capacity
+        for name in ("k", "v"):
+            t = getattr(self, name)
+            new = t.new_zeros((t.shape[0], t.shape[1], capacity + 1, t.shape[3]))
+            new[:, :, :old] = t[:, :, :old]
+            setattr(self, name, new)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.plan
+        if p.row is not None:
+            end = start + k.shape[2]
+            self.k[p.row, :, start:end] = k[0]
+            self.v[p.row, :, start:end] = v[0]
+            return self.k[p.row:p.row + 1, :, :end], self.v[p.row:p.row + 1, :, :end]
+        rows = torch.arange(k.shape[0], device=k.device)
+        self.k[rows, :, p.write] = k[:, :, 0]
+        self.v[rows, :, p.write] = v[:, :, 0]
+        return self.k[: k.shape[0], :, : p.width], self.v[: k.shape[0], :, : p.width]
+
+
+class ContinuousBatch:
+    """Sequences that join and leave between decode steps (continuous batching, as a server needs).
+
+    Each sequence owns a slot, i.e. a row of a per-layer KV cache where its tokens sit from column 0, so a
+    sequence admitted mid-flight needs no padding and others never wait for it to catch up. ``add`` prefills a
+    sequence and samples its first token; ``step`` decodes one token for every unfinished sequence. A free slot
+    keeps the ids it last held, and a new prompt that starts with them (the next turn of a conversation) only
+    prefills the rest. The batch owns the model while it runs a forward: use it from one thread."""
+
+    REUSE_MIN = 16  # a shorter shared prefix is not worth a higher slot (idle rows below it cost compute)
+
+    def __init__(self, engine: Engine, slots: int = 8, capacity: int = 256) -> None:
+        if slots < 1:
+            raise NessoError(f"a batch needs at least one slot (got {slots})")
+        self.engine, self.slots = engine, slots
+        self.rows: list[_Sequence | None] = [None] * slots
+        self.cached: list[list[int]] = [[] for _ in range(slots)]  # ids whose K/V fill each row's columns
+        self.pending: dict[int, int] = {}  # row -> sampled token not yet fed to the model
+        self.errors: dict[int, str] = {}  # id(seq) -> why the sequence failed (its own grammar, not the batch)
+        self.started: dict[int, float] = {}
+        self.reused_tokens = 0  # prompt tokens served from a slot's cache instead of prefilled (a statistic)
+        self.plan = _BatchPlan()
+        cfg = engine.model.config
+        self._caches: list[_SlotCache] | None = None
+        self._capacity = max(1, min(capacity, engine.max_len))
+        self._kv = (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim)
+
+    # ---- public -------------------------------------------------------------------------------
+    def sequence(self, prompt: list[int] | str, params: SamplingParams | None = None,
+                 constraint: Constraint | None = None) -> _Sequence:
+        """A new sequence for ``add``; its max_tokens is clamped to what the context window leaves."""
+        ids = self.engine._ids(prompt)
+        params = params or SamplingParams()
+        params = _with_max_tokens(params, min(params.max_tokens, self.engine.max_len - len(ids)))
+        return _Sequence(ids, params, constraint, self.engine.tokenizer)
+
+    @property
+    def active(self) -> list[_Sequence]:
+        return [s for s in self.rows if s is not None]
+
+    @property
+    def free(self) -> int:
+        return self.rows.count(None)
+
+    @torch.inference_mode()
+    def add(self, seq: _Sequence) -> None:
+        """Admit ``seq``: prefill it into a free slot and sample its first token (it may finish right away)."""
+        row, reuse = self._pick_slot(seq.prompt)
+        self.reused_tokens += reuse
+        self.started[id(seq)] = time.perf_counter()
+        self.rows[row] = seq
+        self._ensure_capacity(len(seq.prompt))
+        self.cached[row] = []  # stale until the prefill succeeds
+        self.plan.row = row
+        ids = torch.tensor([seq.prompt[reuse:]], device=self.engine.device)
+        positions = torch.arange(reuse, len(seq.prompt), device=self.engine.device).unsqueeze(0)
+        logits = self._forward(ids, positions, None, reuse)[0, -1].float()
+        self.cached[row] = list(seq.prompt)
+        self._sample_into(row, seq, logits)
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Decode one token for every sequence still running."""
+        running = [r for r, s in enumerate(self.rows) if s is not None and not s.finish]
+        if not running:
+            return
+        hi = running[-1] + 1
+        lengths = [len(self.cached[r]) for r in range(hi)]
+        self._ensure_capacity(max(lengths[r] for r in running) + 1)
+        capacity = self._caches[0].capacity
+        tokens = torch.full((hi, 1), self.engine.tokenizer.pad_id, dtype=torch.long)
+        positions = torch.zeros((hi, 1), dtype=torch.long)
+        write = torch.full((hi,), capacity, dtype=torch.long)  # idle rows write to the scratch column
+        visible = torch.ones(hi, dtype=torch.long)  # idle rows see column 0 only (never an all-masked row)
+        for r in running:
+            tokens[r, 0] = self.pending[r]
+            positions[r, 0] = write[r] = lengths[r]
+            visible[r] = lengths[r] + 1
+        width = int(visible.max())
+        mask = (torch.arange(width).unsqueeze(0) < visible.unsqueeze(1))[:, None, None, :]
+        device = self.engine.device
+        self.plan.row, self.plan.write, self.plan.width = None, write.to(device), width
+        logits = self._forward(tokens.to(device), positions.to(device), mask.to(device), 0)[:, -1].float()
+        for r in running:
+            self.cached[r].append(self.pending.pop(r))
+            self._sample_into(r, self.rows[r], logits[r])
+
+    def remove(self, seq: _Sequence) -> None:
+        """Free ``seq``'s slot (finished, failed or cancelled); its cached ids stay for prefix reuse."""
+        for r, s in enumerate(self.rows):
+            if s is seq:
+                self.rows[r] = None
+                self.pending.pop(r, None)
+        self.started.pop(id(seq), None)
+
+    def error(self, seq: _Sequence) -> str | None:
+        return self.errors.get(id(seq))
+
+    def take_delta(self, seq: _Sequence) -> str:
+        """New text since the last call, holding back what may still become a stop string."""
+        return self.engine._take_delta(seq)
+
+    def result(self, seq: _Sequence) -> Generation:
+        self.errors.pop(id(seq), None)
+        return self.engine._result(seq, time.perf_counter() - self.started.get(id(seq), time.perf_counter()))
+
+    def reset(self) -> None:
+        """Drop every sequence and the cache (after a failed forward left it in an unknown state)."""
+        self.rows = [None] * self.slots
+        self.cached = [[] for _ in range(self.slots)]
+        self.pending.clear()
+        self._caches = None
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
+        free = [r for r, s in enumerate(self.rows) if s is None]
+        if not free:
+            raise NessoError("no free slot in the batch")
+        reuse = {r: min(_common_prefix(self.cached[r], prompt), len(prompt) - 1) for r in free}
+        best = max(free, key=lambda r: (reuse[r], -r))
+        if reuse[best] < self.REUSE_MIN:
+            best = free[0]
+        return best, reuse[best]
+
+    def _ensure_capacity(self, needed: int) -> None:
+        limit = self.engine.max_len
+        if self._caches is None:
+            layers, heads, head_dim = self._kv
+            weight = self.engine.model.embed_tokens.weight
+            cap = min(limit, max(self._capacity, needed))
+            self._caches = [_SlotCache(self.plan, self.slots, cap, heads, head_dim, weight.dtype, weight.device)
+                            for _ in range(layers)]
+        cap = self._caches[0].capacity
+        if needed > cap:
+            cap = min(limit, max(needed, 2 * cap))
+            for c in self._caches:
+                c.grow(cap)
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
+                 start: int) -> torch.Tensor:
+        model = self.engine.model
+        saved, saved_ids = model.caches, model.cached_ids
+        model.caches = self._caches  # the slot caches stand in for the model's own during this forward
+        try:
+            return model(ids, positions=positions, attn_mask=mask, cache_start=start, last_only=True)
+        finally:
+            model.caches, model.cached_ids = saved, saved_ids
+
+    def _sample_into(self, row: int, seq: _Sequence, logits: torch.Tensor) -> None:
+        try:
+            tok = self.engine._sample(seq, logits)
+            self.engine._accept(seq, tok)
+        except NessoError as e:  # this sequence's grammar failed; the others go on
+            self.errors[id(seq)] = str(e)
+            seq.finish = seq.finish or "error"
+            return
+        if not seq.finish:
+            self.pending[row] = tok
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):

@@ -262,6 +262,10 @@ def causal_lm_loss(model: nn.Module, batch: Batch, chunk_tokens: int = 0) -> tor
 
 
 def count_loss_tokens(batch: Batch) -> int:
+    """What a micro-batch's summed loss is divided by: its target tokens, or ``num_loss_tokens`` when a loss
+    normalises by something else (e.g. DPO: the number of preference pairs)."""
+    if "num_loss_tokens" in batch:
+        return int(batch["num_loss_tokens"])
     return int((batch["labels"] != IGNORE_INDEX).sum())
 
 
@@ -327,9 +331,7 @@ class Trainer:
     def _memory_gb(self) -> float:
         if self.dist.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.dist.device) / 2**30
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        return peak_rss_gb()
 
     # -- one optimizer step ---------------------------------------------------------------------------------
     def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
@@ -341,7 +343,7 @@ class Trainer:
         scale = self.dist.world / global_tokens  # FSDP averages gradients over ranks; undo that, divide by tokens
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         for batch in micro_batches:
-            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            batch = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             with self._autocast():
                 loss = self.loss_fn(model, batch)
             (loss * scale).backward()
@@ -384,7 +386,13 @@ class Trainer:
         self.model.train()
         try:
             while self.step < total and (stop_after is None or self.step < stop_after):
-                out = self.train_step(next(it))
+                try:
+                    micro_batches = next(it)
+                except StopIteration:  # a finite dataset ran out: keep what was learned
+                    if self.step % self.cfg.ckpt_every:
+                        self.save_checkpoint(data)
+                    break
+                out = self.train_step(micro_batches)
                 records.append({"step": self.step, **out})
                 window_tokens += out["tokens"]
                 window_losses.append(out["loss"])
@@ -530,6 +538,20 @@ def _single_process_dcp_quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         yield
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: the latter survives exec, so a child started by a
+    big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def latest_checkpoint(root: Path) -> Path | None:

@@ -13,6 +13,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from test_pretrain_train import make_run
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is faster, and immune to other jobs competing for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # fp32: exact comparison; bf16: FSDP2 mixed precision (bf16 compute, fp32 reduce) with activation checkpointing
 # and the chunked LM-head loss, against bf16 autocast in one process.
 VARIANTS = {"fp32": {}, "bf16": {"dtype": "bf16", "activation_checkpointing": True, "loss_chunk_tokens": 24}}
@@ -47,7 +57,6 @@ def _worker(rank: int, world: int, folder: str, out: str, port: int) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not built in")
 def test_two_processes_match_one_and_checkpoints_reshard(tmp_path):
-    torch.set_num_threads(1)
     single, _ = make_run(tmp_path, tmp_path / "single", steps=4, ckpt_every=2, accum=2)
     reference = single.fit(_)
 

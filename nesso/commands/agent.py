@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="a few English and Italian tasks end to end with the shipped tools")
     p.add_argument("model", nargs="?", default="default", help=MODEL_HELP)
+    p.add_argument("--auto", action="store_true",
+                   help="let the model decide whether to call a tool (default: the first step must call one)")
+    p.add_argument("--limit", type=int, default=None, help="run only the first N tasks")
     add_model_options(p)
     p.set_defaults(func=cmd_demo)
 
@@ -69,8 +73,9 @@ def _agent(args: argparse.Namespace, tools: list):
                  constrained=not args.no_constrain, params=params), loaded
 
 
-def _show(events, out=sys.stdout) -> Any:
+def _show(events, out=None) -> Any:
     """Print streamed text, tool calls and results; return the AgentResult."""
+    out = out or sys.stdout
     result, at_line_start = None, True
     for ev in events:
         if ev.kind == "text":
@@ -181,17 +186,25 @@ DEMO_TASKS = [
 def cmd_demo(args: argparse.Namespace) -> int:
     from nesso.tools import default_tools
 
-    ns = argparse.Namespace(model=args.model, dtype=args.dtype, quantize=args.quantize, max_steps=4,
-                            max_tokens=256, temperature=0.0, no_constrain=False, system=SYSTEM_PROMPT)
+    ns = argparse.Namespace(model=args.model, dtype=args.dtype, quantize=args.quantize, max_steps=3,
+                            max_tokens=160, temperature=0.0, no_constrain=False, system=SYSTEM_PROMPT)
     tools = default_tools()
     agent, loaded = _agent(ns, tools)
-    print(f"nesso demo — model: {loaded.source}; tools: {', '.join(t.name for t in tools)}\n")
+    agent.params = dataclasses.replace(agent.params, repetition_penalty=1.15)  # the card's advice for prose
+    agent.parallel = False
+    # Every demo task needs a tool. A base model that was never taught the tool format (the embedded SmolLM2)
+    # does not open a call on its own, so by default the first step must call one; --auto lets the model decide.
+    choice: Any = "auto" if args.auto else ["required", "auto"]
+    print(f"nesso demo — model: {loaded.source}; tools: {', '.join(t.name for t in tools)}")
+    print("first step: " + ("the model decides whether to call a tool" if args.auto else
+                            "must call a tool (constrained); then the model answers from the result") + "\n")
     answered = 0
-    for lang, task in DEMO_TASKS:
+    tasks = DEMO_TASKS[: args.limit] if args.limit else DEMO_TASKS
+    for lang, task in tasks:
         agent.reset()
         print(f"[{lang}] {task}")
-        result = _show(agent.events(task))
+        result = _show(agent.events(task, tool_choice=choice))
         answered += result.stopped == "answer"
         print()
-    print(f"{answered}/{len(DEMO_TASKS)} tasks reached a final answer.")
+    print(f"{answered}/{len(tasks)} tasks reached a final answer.")
     return 0

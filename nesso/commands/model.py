@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", default="float32", help="weights dtype for inference: float32 or bfloat16")
+    p.add_argument("--dtype", default="bfloat16", help="weights dtype for inference: bfloat16 (default) or float32")
     p.add_argument("--quantize", choices=["none", "int8"], default="none",
                    help="int8 weight-only quantization of the linear layers")
 

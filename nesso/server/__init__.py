@@ -1,0 +1,1 @@
+"""`nesso serve`: an OpenAI-compatible server (see docs/server.md)."""

@@ -1,0 +1,75 @@
+"""`nesso run`, `nesso chat` and `nesso demo` on the embedded model, offline."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nesso.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_with_a_named_tool_and_trace(capsys, tmp_path):
+    trace = tmp_path / "trace.json"
+    code, out, _ = run(capsys, "run", "What time is it in Tokyo?", "--tool-choice", "get_current_time", "--max-tokens", "60",
+                       "--max-steps", "2", "--trace", str(trace))
+    assert "→ get_current_time(" in out and "← {" in out
+    data = json.loads(trace.read_text())
+    assert data["steps"][0]["calls"][0]["function"]["name"] == "get_current_time"
+    assert data["steps"][1]["kind"] == "tool" and '"datetime"' in data["steps"][1]["result"]
+    assert code in (0, 1)
+
+
+def test_run_json_schema(capsys, tmp_path):
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                               "country": {"type": "string", "maxLength": 20}},
+              "required": ["city", "country"], "additionalProperties": False}
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema))
+    code, out, _ = run(capsys, "run", "Where is the Colosseum?", "--json-schema", str(path), "--max-tokens", "60")
+    assert code == 0
+    value = json.loads(out)
+    assert set(value) == {"city", "country"}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "x", "--json-schema", "/nope/schema.json"], "does not exist"),
+    (["run", "x", "--tool-choice", "nonexistent_tool"], "is not one of the tools"),
+    (["run", "x", "--tools", "nesso.tools:nothing"], "has no attribute 'nothing'"),
+    (["run", "x", "--max-steps", "0"], "--max-steps must be at least 1"),
+])
+def test_run_bad_input(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_run_bad_schema_file(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    code, _, err = run(capsys, "run", "x", "--json-schema", str(bad))
+    assert code == 2 and "not valid JSON" in err
+
+
+def test_chat_reads_commands_and_turns_from_stdin():
+    stdin = "/tools\n/trace\nWhat is 2 + 2?\n/trace\n/reset\n/quit\n"
+    proc = subprocess.run([sys.executable, "-m", "nesso", "chat", "--tools", "nesso.tools:calculator",
+                           "--max-tokens", "40", "--max-steps", "2"],
+                          input=stdin, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "tools: calculator" in out and "calculator: Evaluate an arithmetic expression" in out
+    assert "(no turn yet)" in out and '"steps"' in out and "(conversation cleared)" in out
+
+
+def test_demo_runs_offline(capsys):
+    code, out, _ = run(capsys, "demo", "--limit", "1")
+    assert code == 0
+    assert "[en] What time is it in Tokyo right now?" in out
+    assert "→ " in out and "← " in out  # a real tool ran
+    assert "1 tasks reached a final answer" in out or "0/1 tasks" in out
