@@ -61,6 +61,10 @@ def load_model(ref: str, dtype: torch.dtype | str = torch.float32, seed: int = 0
 
         model, tok = load_gguf(path, dtype)
         return Loaded(model, tok, str(path))
+    if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        from nesso.lora import load_adapter_model  # a PEFT LoRA adapter: its base, with the adapter merged
+
+        return load_adapter_model(path, dtype, seed)
     if path.is_dir():
         model, tok = load_hf(path, dtype)
         return Loaded(model, _require_tokenizer(tok, path), str(path))

@@ -242,15 +242,15 @@ def test_command_end_to_end_on_a_saved_model(tiny, tmp_path, capsys):
 
     model_dir = save_hf(tiny.model, tiny.tokenizer, tmp_path / "tiny", dtype="float32")
     out = tmp_path / "fc"
-    assert main(["eval", "fc", str(model_dir), "--limit", "1", "--category", "simple,multi_turn", "--lang", "en",
+    assert main(["eval", "fc", str(model_dir), "--limit", "1", "--category", "simple,irrelevance", "--lang", "en",
                  "--max-tokens", "4", "--no-constrain", "--dtype", "float32", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "results.json").read_text())
     assert [r["mode"] for r in report["runs"]] == ["unconstrained"]
-    assert report["command"] == (f"nesso eval fc {model_dir} --limit 1 --lang en --category simple,multi_turn "
+    assert report["command"] == (f"nesso eval fc {model_dir} --limit 1 --lang en --category simple,irrelevance "
                                  "--no-constrain --max-tokens 4 --dtype float32")
     s = report["runs"][0]["summary"]
-    assert s["cases"] == 2 and s["turns"] == 4 and s["by_category"]["simple"]["en"] == 0.0
+    assert s["cases"] == 2 and s["turns"] == 2 and s["by_category"]["simple"]["en"] == 0.0
     assert "| simple | 0.0 | — |" in printed and "unconstrained EN" in printed
     assert (out / "report.md").read_text() == printed
     assert (out / "chart.png").is_file()

@@ -41,7 +41,7 @@ def _drain(batch: ContinuousBatch, pending: list, every: int = 3) -> dict:
 
 
 def test_sequences_joining_mid_flight_decode_as_they_would_alone(engine):
-    params = [SamplingParams(max_tokens=20), SamplingParams(max_tokens=8, temperature=0.9, top_p=0.9, seed=3),
+    params = [SamplingParams(max_tokens=20), SamplingParams(max_tokens=16, temperature=0.9, seed=3),
               SamplingParams(max_tokens=25, repetition_penalty=1.3), SamplingParams(max_tokens=12, top_k=5,
                                                                                      temperature=1.0, seed=9)]
     alone = [engine.generate(p, sp) for p, sp in zip(PROMPTS, params)]
@@ -103,3 +103,19 @@ def test_scheduler_streams_finishes_and_cancels(engine, llama_tokenizer):
         assert sched.snapshot()["cancelled"] + sched.snapshot()["finished"] == 3
     finally:
         sched.stop()
+
+
+def test_an_int8_model_batches_too(llama_tokenizer):
+    from nesso.config import ModelConfig
+    from nesso.model import build_model
+    from nesso.quantize import quantize_int8
+
+    cfg = ModelConfig(hidden_size=64, intermediate_size=160, num_layers=2, num_heads=4, num_kv_heads=2,
+                      head_dim=16, max_position_embeddings=256)
+    engine = Engine(quantize_int8(build_model(cfg, seed=4)), llama_tokenizer)
+    params = SamplingParams(max_tokens=10)
+    batch = ContinuousBatch(engine, slots=2)
+    seqs = [batch.sequence(p, params) for p in PROMPTS[:3]]
+    results = _drain(batch, list(seqs), every=2)
+    for s, p in zip(seqs, PROMPTS):
+        assert results[id(s)].token_ids == engine.generate(p, params).token_ids

@@ -78,6 +78,11 @@ def cmd_lm(args: argparse.Namespace) -> int:
     for d in args.include_path:
         if not Path(d).is_dir():
             raise NessoError(f"--include-path {d} is not a directory")
+    if args.device and args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NessoError(f"--device {args.device}: no CUDA GPU is available to this torch; leave --device out")
     from nesso.eval import lm, table
 
     tasks = lm.parse_tasks(args.tasks)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,10 @@ class NessoLM(TemplateLM):
             if tokenizer is None:
                 raise NessoError("NessoLM(model=...) needs the tokenizer too")
             self.source = str(pretrained) if pretrained != "default" else type(model).__name__
+        if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval's command line asks for cuda by default; a CPU machine runs on the CPU instead
+            print(f"nesso: {device} is not available here; evaluating on the CPU", file=sys.stderr)
+            device = "cpu"
         if device:
             model = model.to(device)
         self.model, self.tok = model.eval(), tokenizer
@@ -456,3 +461,9 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> Path:
     except OSError as e:
         raise NessoError(f"cannot write results to {out}: {e.strerror or e}") from None
     return path
+
+
+if __name__ == "__main__":  # lm-eval's own command line, with the `nesso` model type registered
+    from lm_eval.__main__ import cli_evaluate
+
+    cli_evaluate()

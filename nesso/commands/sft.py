@@ -1,0 +1,34 @@
+"""`nesso sft RECIPE`: supervised fine-tuning (full or LoRA) on chat rows, one process or many under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sft", help="supervised fine-tuning on chat/function-calling rows (full or LoRA)")
+    p.add_argument("recipe", help="recipe YAML, e.g. recipes/smollm2-135m-agentic-lora-cpu.yaml or "
+                                  "recipes/nesso-0.4b-agentic-sft.yaml")
+    p.add_argument("--data", metavar="SOURCE",
+                   help="override data.train: a JSONL file, a dataset directory or agentic:N:SEED")
+    p.add_argument("--out", help="run folder for checkpoints, logs and the result (default: train.out_dir)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.epochs=1 (repeatable)")
+    p.add_argument("--export-hf", metavar="DIR",
+                   help="also write the final model as a Hugging Face folder here (LoRA: merged into the base)")
+    p.add_argument("--fresh", action="store_true", help="ignore (and delete) earlier checkpoints of this run")
+    p.set_defaults(func=cmd_sft)
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from nesso.sft import run_sft
+
+    try:
+        run_sft(args.recipe, args.overrides, out_dir=args.out, export_hf=args.export_hf, fresh=args.fresh,
+                data=args.data)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
