@@ -34,7 +34,8 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 _PEFT_FEATURES_UNSUPPORTED = ("use_dora", "layers_to_transform", "rank_pattern", "alpha_pattern", "modules_to_save",
-                              "fan_in_fan_out", "layer_replication")
+                              "fan_in_fan_out", "layer_replication", "lora_bias", "target_parameters",
+                              "trainable_token_indices", "exclude_modules", "use_qalora")
 
 
 @dataclass
@@ -263,6 +264,8 @@ def read_adapter_config(directory: str | Path) -> tuple[LoraConfig, dict[str, An
     if raw.get("bias", "none") != "none":
         raise NessoError(f"{path}: bias = {raw['bias']!r}; nesso loads adapters without bias terms (bias: none)")
     targets = raw.get("target_modules")
+    if targets == "all-linear":  # PEFT's shorthand: every linear layer but the output head
+        targets = list(TARGETS)
     if isinstance(targets, str):
         raise NessoError(f"{path}: target_modules is a pattern ({targets!r}); nesso needs a list of names")
     cfg = LoraConfig(r=raw.get("r"), alpha=raw.get("lora_alpha", raw.get("r")), dropout=raw.get("lora_dropout", 0.0),

@@ -228,13 +228,15 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 lse = (peak + norm.log()).squeeze(1)
                 total += torch.where(valid, lse - picked, 0.0).sum()
                 grad.div_(norm)  # softmax
-                grad.scatter_add_(1, target, -valid.to(grad.dtype).unsqueeze(1))
+                grad.scatter_add_(1, target, -valid.to(grad.dtype).unsqueeze(1))  # − one-hot
                 if not bool(valid.all()):
                     grad[~valid] = 0.0
                 g = grad.to(compute)
                 grad_h[s:s + chunk] = torch.mm(g, w).to(hidden.dtype)
                 part = torch.mm(g.t(), h)
                 grad_w = part.float() if grad_w is None else grad_w.add_(part)
+        if grad_w is None:  # no rows at all
+            grad_w = torch.zeros_like(weight, dtype=torch.float32)
         ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
         return total
 

@@ -72,7 +72,8 @@ def test_loglikelihood_equals_a_direct_computation_in_any_batch(lm):
     assert [s for s, _ in single] == pytest.approx([s for s, _ in batched], abs=1e-4)
     # is_greedy is True exactly when the model's argmax continues with the continuation
     ctx = lm.tok_encode("The capital of Italy is")
-    best = int(lm.model(torch.tensor([ctx]))[0, -1].argmax())
+    with torch.no_grad():
+        best = int(lm.model(torch.tensor([ctx]))[0, -1].argmax())
     (score, greedy), = lm.loglikelihood([Instance("loglikelihood", {}, ("The capital of Italy is",
                                                                          lm.tok.decode([best])), 0)], True)
     assert greedy is True
@@ -165,6 +166,15 @@ def test_card_runs_use_the_cards_shots_and_chat_template_only_for_ifeval():
     assert nlm.parse_tasks("arc_easy,card,arc_easy")[0] == "arc_easy" and len(nlm.parse_tasks("card,arc_easy")) == 9
     with pytest.raises(NessoError, match="--tasks is empty"):
         nlm.parse_tasks(" , ")
+
+
+def test_bad_model_args_are_clear_errors(lm):
+    with pytest.raises(NessoError, match="unknown model_args for the nesso model: dtyp"):
+        nlm.NessoLM(model=lm.model, tokenizer=lm.tok, dtyp="float32")
+    with pytest.raises(NessoError, match="longer than the model's context"):
+        nlm.NessoLM(model=lm.model, tokenizer=lm.tok, max_length=100_000)
+    with pytest.raises(NessoError, match="batch_size must be"):
+        nlm.NessoLM(model=lm.model, tokenizer=lm.tok, batch_size="many")
 
 
 def test_offline_without_cached_datasets_says_which_are_missing(tmp_path, monkeypatch, capsys):

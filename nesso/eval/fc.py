@@ -218,7 +218,8 @@ class OpenAITarget:
         self.api_key, self.max_tokens, self.timeout = api_key, max_tokens, timeout
         self.concurrency = max(1, int(concurrency))
         self.progress = progress
-        self.model = model or self._first_model()
+        served = self._served_model()  # also stops here, with one line, when nothing answers
+        self.model = model or served
         self.label = "endpoint"
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -230,7 +231,7 @@ class OpenAITarget:
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             return json.loads(resp.read().decode("utf-8"))
 
-    def _first_model(self) -> str:
+    def _served_model(self) -> str:
         try:
             listing = self._request("GET", "/models")
         except urllib.error.HTTPError:
@@ -384,12 +385,23 @@ def machine() -> dict[str, Any]:
 
     import torch
 
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+    info = {"platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if hasattr(os, "getloadavg"):  # timings on a shared machine mean little without it
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def suite_info(per_cell: int, categories: list[str] | None, langs: list[str] | None) -> dict[str, Any]:
@@ -409,7 +421,9 @@ def markdown(report: dict[str, Any]) -> str:
            f"- cases: {suite['dataset']} (seed {suite['seed']}), {suite['per_cell']} per category and language; "
            f"greedy; max {report['max_tokens']} new tokens",
            f"- date: {report['date']}; machine: {report['machine'].get('processor')}, "
-           f"{report['machine'].get('cpus')} CPUs" + (f", {report['machine']['gpu']}" if report['machine'].get('gpu') else ""),
+           f"{report['machine'].get('cpus')} CPUs" + (f", {report['machine']['gpu']}" if report['machine'].get('gpu') else "")
+           + (f" (load average at the end {report['machine']['load_average'][0]})"
+              if report['machine'].get('load_average') else ""),
            f"- command: `{report['command']}`" if report.get("command") else "", ""]
     out += ["## Accuracy (%) by category and language", "",
             "| category | " + " | ".join(f"{r['mode']} EN | {r['mode']} IT" for r in runs) + " |",

@@ -78,8 +78,13 @@ class NessoLM(TemplateLM):
     def __init__(self, pretrained: str = "default", dtype: str = "bfloat16", batch_size: int | str | None = 8,
                  max_length: int | None = None, max_gen_toks: int = 256, add_bos_token: bool = False,
                  quantize: str = "none", device: str | None = None, seed: int = 1234,
-                 model: Any = None, tokenizer: Any = None, **_ignored: Any) -> None:
+                 model: Any = None, tokenizer: Any = None, max_batch_size: int | None = None,
+                 **unknown: Any) -> None:
         super().__init__()
+        if unknown:
+            raise NessoError(f"unknown model_args for the nesso model: {', '.join(sorted(unknown))} (known: "
+                             "pretrained, dtype, batch_size, max_length, max_gen_toks, add_bos_token, quantize, "
+                             "device, seed)")
         if model is None:
             from nesso.loader import load_model
             from nesso.quantize import maybe_quantize
@@ -100,10 +105,13 @@ class NessoLM(TemplateLM):
         self.model, self.tok = model.eval(), tokenizer
         self.engine = Engine(self.model, self.tok)
         self.batch_size = _batch_size(batch_size)
-        self._max_length = int(max_length or model.config.max_position_embeddings)
-        self.max_gen_toks = int(max_gen_toks)
+        context = model.config.max_position_embeddings
+        self._max_length = _positive_int(max_length or context, "max_length")
+        if self._max_length > context:
+            raise NessoError(f"max_length={self._max_length} is longer than the model's context ({context})")
+        self.max_gen_toks = _positive_int(max_gen_toks, "max_gen_toks")
         self.add_bos_token = _bool(add_bos_token)
-        self.seed = int(seed)
+        self.seed = _positive_int(seed, "seed", allow_zero=True)
         self._device = self.model.embed_tokens.weight.device
 
     # ---- TemplateLM plumbing ----------------------------------------------------------------------
@@ -251,6 +259,16 @@ def _batch_size(value: int | str | None) -> int:
         raise NessoError(f"batch_size must be a positive integer or 'auto' (got {value!r})") from None
     if n < 1:
         raise NessoError(f"batch_size must be a positive integer (got {n})")
+    return n
+
+
+def _positive_int(value: Any, name: str, allow_zero: bool = False) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = -1
+    if n < (0 if allow_zero else 1):
+        raise NessoError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer (got {value!r})")
     return n
 
 

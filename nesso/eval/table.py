@@ -205,9 +205,11 @@ def chart(rows: list[ModelRow], path: str | Path) -> Path:
         for i, r in enumerate(rows):
             xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(cols))]
             ax.bar(xs, [value(r, k) for k, _ in cols], width, label=_label(r))
-        ax.set_xticks(range(len(cols)), [c.replace(" EN", "").replace(" IT", "") for _, c in cols], fontsize=8)
+        labels = [c if title == "Overall" else c.removesuffix(" EN").removesuffix(" IT") for _, c in cols]
+        ax.set_xticks(range(len(cols)), labels, fontsize=8)
         ax.set_title(title)
-        ax.set_ylim(0, 0.6)
+        top = max((value(r, k) for r in rows for k, _ in cols if value(r, k) == value(r, k)), default=0.0)
+        ax.set_ylim(0, max(0.6, top * 1.1))
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("score")
     axes[-1].legend(fontsize=7, loc="upper right")
