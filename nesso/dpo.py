@@ -609,8 +609,9 @@ def run_dpo(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
                 "data": source, "beta": beta, "pairs": len(tokens), "grad_accum": grad_accum, "world": dist_info.world}
     trainer = DPOTrainer(model, cfg, schedule, out, dist_info, tokenizer=tokenizer, run_info=run_info,
                          lora=recipe.lora, base_ref=base_reference(recipe.model), dpo_loss=loss)
-    say(f"{recipe.name}: {loaded.source}; {how} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); "
-        f"{len(tokens):,} used, {too_long} longer than {cfg.seq_len} dropped; beta {beta:g}")
+    say(f"{recipe.name}: {loaded.source}; {how}; {len(tokens):,} used "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), {too_long} longer than {cfg.seq_len} "
+        f"dropped; beta {beta:g}")
     reference["logps"] = load_or_compute_reference(trainer, tokens, pad_id, cfg.micro_batch,
                                                    out / "reference_logps.pt", key, say)
     start = 0 if fresh else trainer.resume(stream)

@@ -16,6 +16,9 @@ from nesso.model import Transformer, build_model
 from nesso.tokenizer import Tokenizer
 
 DEFAULT = "default"
+BASE = "smollm2-135m-instruct"  # the embedded base model itself, without nesso's agentic adapter
+# nesso's LoRA adapter on BASE (recipes/nesso-smollm2-agentic.yaml), shipped inside the package: what DEFAULT is.
+EMBEDDED_ADAPTER = Path(__file__).parent / "models" / "nesso-smollm2-agentic"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -39,12 +42,19 @@ def embedded_gguf_path() -> Path:
 
 def load_model(ref: str, dtype: torch.dtype | str = torch.float32, seed: int = 0) -> Loaded:
     dtype = parse_dtype(dtype)
-    if ref == DEFAULT:
+    if ref == BASE:
         from nesso.gguf_io import load_gguf
 
         path = embedded_gguf_path()
         model, tok = load_gguf(path, dtype)
-        return Loaded(model, tok, f"default ({path.name})")
+        return Loaded(model, tok, f"{BASE} ({path.name})")
+    if ref == DEFAULT:
+        if not (EMBEDDED_ADAPTER / "adapter_model.safetensors").is_file():  # a checkout without the adapter
+            return load_model(BASE, dtype, seed)
+        from nesso.lora import load_adapter_model
+
+        loaded = load_adapter_model(EMBEDDED_ADAPTER, dtype, seed)
+        return Loaded(loaded.model, loaded.tokenizer, f"default (nesso-smollm2-agentic: {BASE} + nesso's LoRA)")
     if ref.startswith("nesso-") and not Path(ref).exists():
         get_preset(ref)  # raises with the list of presets
     if ref in PRESETS:

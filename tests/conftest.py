@@ -46,15 +46,15 @@ def tiny_dir(tmp_path_factory, tiny_model, llama_tokenizer):
 
 @pytest.fixture(scope="session")
 def smollm():
-    """The embedded default model (SmolLM2-135M-Instruct from its Q4_1 GGUF), loaded once per session."""
-    from nesso.loader import load_model
+    """The embedded base model (SmolLM2-135M-Instruct from its Q4_1 GGUF, no adapter), loaded once per session."""
+    from nesso.loader import BASE, load_model
 
-    return load_model("default")
+    return load_model(BASE)
 
 
 @pytest.fixture(scope="session")
 def smollm_bf16():
-    """The embedded model in bfloat16, the CLI's inference default (faster on CPUs with AVX-512 bf16)."""
-    from nesso.loader import load_model
+    """The embedded base model in bfloat16, the CLI's inference default (faster on CPUs with AVX-512 bf16)."""
+    from nesso.loader import BASE, load_model
 
-    return load_model("default", dtype="bfloat16")
+    return load_model(BASE, dtype="bfloat16")

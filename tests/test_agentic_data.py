@@ -19,6 +19,7 @@ from nesso.agentic_data import (
     TOOLS,
     generate,
     import_file,
+    tools_shipped,
     validate_row,
 )
 from nesso.agentic_data.chains import CHAINS
@@ -88,7 +89,8 @@ def test_every_template_fits_its_tool():
                 for tpl in m.templates[lang]:
                     f = fields_of(tpl)
                     assert m.arg not in f and f <= props, (t.name, tpl)
-        assert t.missing, t.name
+        # nesso's own shipped tools (tools_shipped) mirror real tools and are not in the missing-argument pool
+        assert t.missing or t in tools_shipped.TOOLS, t.name
 
 
 def test_chain_templates_name_every_required_argument_of_the_first_call():

@@ -180,7 +180,9 @@ def test_recipes_parse_and_reject_unknown_keys(tmp_path):
     assert (card.epochs, card.train.grad_clip, card.train.dtype, card.lora) == (3.0, 1.0, "bf16", None)
     cpu_recipe = RECIPES / "smollm2-135m-agentic-lora-cpu.yaml"
     cpu = PostRecipe.load(cpu_recipe)
-    assert cpu.model == "default" and cpu.lora is not None and cpu.train.device == "cpu"
+    assert cpu.model == "smollm2-135m-instruct" and cpu.lora is not None and cpu.train.device == "cpu"
+    shipped = PostRecipe.load(RECIPES / "nesso-smollm2-agentic.yaml")  # the recipe of the embedded adapter
+    assert shipped.model == "smollm2-135m-instruct" and shipped.lora is not None and shipped.epochs == 1.0
     with pytest.raises(NessoError, match="unknown key 'rank'"):
         PostRecipe.load(cpu_recipe, ["lora.rank=8"])
     with pytest.raises(NessoError, match="target_modules"):

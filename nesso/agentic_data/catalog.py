@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from nesso.agentic_data import tools_money, tools_ops, tools_places
+from nesso.agentic_data import tools_money, tools_ops, tools_places, tools_shipped
 from nesso.agentic_data.render import L
 from nesso.agentic_data.spec import ToolSpec
 
-TOOLS: list[ToolSpec] = [*tools_money.TOOLS, *tools_places.TOOLS, *tools_ops.TOOLS]
+TOOLS: list[ToolSpec] = [*tools_money.TOOLS, *tools_places.TOOLS, *tools_ops.TOOLS, *tools_shipped.TOOLS]
 TOOL_BY_NAME: dict[str, ToolSpec] = {t.name: t for t in TOOLS}
 DOMAINS: list[str] = sorted({t.domain for t in TOOLS})
 

@@ -31,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="a few English and Italian tasks end to end with the shipped tools")
     p.add_argument("model", nargs="?", default="default", help=MODEL_HELP)
-    p.add_argument("--auto", action="store_true",
-                   help="let the model decide whether to call a tool (default: the first step must call one)")
+    p.add_argument("--require-tool", action="store_true",
+                   help="the first step must call a tool (for base models never taught the tool format; "
+                        "default: the model decides)")
     p.add_argument("--limit", type=int, default=None, help="run only the first N tasks")
     add_model_options(p)
     p.set_defaults(func=cmd_demo)
@@ -192,12 +193,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     agent, loaded = _agent(ns, tools)
     agent.params = dataclasses.replace(agent.params, repetition_penalty=1.15)  # the card's advice for prose
     agent.parallel = False
-    # Every demo task needs a tool. A base model that was never taught the tool format (the embedded SmolLM2)
-    # does not open a call on its own, so by default the first step must call one; --auto lets the model decide.
-    choice: Any = "auto" if args.auto else ["required", "auto"]
+    # Every demo task needs a tool. The embedded model was taught when to call one; a base model that never was
+    # (e.g. smollm2-135m-instruct) does not open a call on its own, and --require-tool forces its first step.
+    choice: Any = ["required", "auto"] if args.require_tool else "auto"
     print(f"nesso demo — model: {loaded.source}; tools: {', '.join(t.name for t in tools)}")
-    print("first step: " + ("the model decides whether to call a tool" if args.auto else
-                            "must call a tool (constrained); then the model answers from the result") + "\n")
+    print("first step: " + ("must call a tool (constrained); then the model answers from the result"
+                            if args.require_tool else "the model decides whether to call a tool") + "\n")
     answered = 0
     tasks = DEMO_TASKS[: args.limit] if args.limit else DEMO_TASKS
     for lang, task in tasks:

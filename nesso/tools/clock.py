@@ -24,7 +24,7 @@ _ALIASES = {
     "cairo": "Africa/Cairo", "sydney": "Australia/Sydney", "tokio": "Asia/Tokyo", "seul": "Asia/Seoul",
     "utc": "UTC", "gmt": "UTC",
 }
-_WEEKDAYS_IT = ["lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"]
+WEEKDAYS_IT = ["lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"]
 
 
 @functools.cache
@@ -62,4 +62,4 @@ def get_current_time(timezone: str = "UTC") -> dict:
     now = dt.datetime.now(zone)
     return {"timezone": zone.key, "datetime": now.isoformat(timespec="seconds"), "date": now.date().isoformat(),
             "time": now.strftime("%H:%M"), "weekday": now.strftime("%A"),
-            "weekday_it": _WEEKDAYS_IT[now.weekday()], "utc_offset": now.strftime("%z")}
+            "weekday_it": WEEKDAYS_IT[now.weekday()], "utc_offset": now.strftime("%z")}
