@@ -62,7 +62,11 @@ HELDOUT = [TOOL_BY_NAME[n].schema() for n in ("calculate_tip", "get_weather_aler
 
 @pytest.mark.parametrize("user,tools,name,arguments", [
     ("Che ore sono a Tokyo?", SHIPPED, "get_current_time", {"timezone": "Asia/Tokyo"}),
-    ("What time is it in New York right now?", SHIPPED, "get_current_time", {"timezone": "America/New_York"}),
+    ("What time is it in London?", SHIPPED, "get_current_time", {"timezone": "Europe/London"}),
+    # held-out tools: never seen in training
+    ("Calculate a 15% tip on a 84 dollar bill split between 3 people.", HELDOUT, "calculate_tip",
+     {"bill_amount": 84, "tip_percent": 15, "people": 3}),
+    ("Ci sono allerte meteo a Bologna?", HELDOUT, "get_weather_alerts", {"region": "Bologna"}),
 ])
 def test_fixed_requests_call_the_expected_tool(agentic, user, tools, name, arguments):
     calls = _first_call(agentic, user, tools)  # greedy, constrained ('auto': the model decides to call)
