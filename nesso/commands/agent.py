@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -12,8 +12,14 @@ from typing import Any
 from nesso.commands.model import MODEL_HELP, add_model_options
 from nesso.errors import NessoError
 
-SYSTEM_PROMPT = ("You are Nesso, a helpful bilingual (English/Italian) assistant. Answer in the user's language. "
-                 "Use a tool whenever the question needs live data, a database lookup or exact arithmetic.")
+
+def system_prompt() -> str:
+    """The default system turn: one of the phrasings the embedded model was trained with, with today's date
+    (a prompt it never saw makes the 135M model much less likely to call tools)."""
+    from nesso.agentic_data.render import long_date
+
+    return ("You are Nesso, an assistant for work and everyday tasks. Use the tools when they help. "
+            f"Today is {long_date(datetime.date.today(), 'en')}.")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="default", help=MODEL_HELP)
     p.add_argument("--tools", nargs="*", metavar="MODULE:ATTR",
                    help="tools to offer (default: nesso.tools:DEFAULT_TOOLS); none with --tools and no value")
-    p.add_argument("--system", default=SYSTEM_PROMPT, help="system prompt")
+    p.add_argument("--system", default=None, help="system prompt (default: nesso's, with today's date)")
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--max-tokens", type=int, default=384)
     p.add_argument("--temperature", type=float, default=0.0)
@@ -70,7 +76,7 @@ def _agent(args: argparse.Namespace, tools: list):
     params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature)
     loaded = load_for_inference(args)
     engine = Engine(loaded.model, loaded.tokenizer)
-    return Agent(engine, tools, system_prompt=args.system, max_steps=args.max_steps,
+    return Agent(engine, tools, system_prompt=args.system or system_prompt(), max_steps=args.max_steps,
                  constrained=not args.no_constrain, params=params), loaded
 
 
@@ -164,7 +170,7 @@ def _run_json(args: argparse.Namespace) -> int:
     loaded = load_for_inference(args)
     engine = Engine(loaded.model, loaded.tokenizer)
     constraint = compiler_for(loaded.tokenizer, loaded.model.config.vocab_size).for_json(schema)
-    messages = [{"role": "system", "content": args.system + " Answer only with JSON that follows this schema: "
+    messages = [{"role": "system", "content": (args.system or system_prompt()) + " Answer only with JSON that follows this schema: "
                  + json.dumps(schema, ensure_ascii=False)}, {"role": "user", "content": args.prompt}]
     prompt = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     out = engine.generate(prompt, SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature), constraint)
@@ -188,10 +194,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from nesso.tools import default_tools
 
     ns = argparse.Namespace(model=args.model, dtype=args.dtype, quantize=args.quantize, max_steps=3,
-                            max_tokens=160, temperature=0.0, no_constrain=False, system=SYSTEM_PROMPT)
+                            max_tokens=160, temperature=0.0, no_constrain=False, system=None)
     tools = default_tools()
     agent, loaded = _agent(ns, tools)
-    agent.params = dataclasses.replace(agent.params, repetition_penalty=1.15)  # the card's advice for prose
     agent.parallel = False
     # Every demo task needs a tool. The embedded model was taught when to call one; a base model that never was
     # (e.g. smollm2-135m-instruct) does not open a call on its own, and --require-tool forces its first step.
