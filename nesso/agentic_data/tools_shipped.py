@@ -15,8 +15,7 @@ from typing import Any
 from nesso.agentic_data.render import L, Val, num, pick
 from nesso.agentic_data.spec import Ctx, T, ToolSpec
 from nesso.tools.calculator import calculator as calculator_tool
-from nesso.tools.calculator import evaluate
-from nesso.tools.clock import WEEKDAYS_IT
+from nesso.tools.clock import describe_time
 from nesso.tools.clock import get_current_time as clock_tool
 
 
@@ -61,10 +60,7 @@ def _calc_sample(c: Ctx) -> dict[str, Val]:
 
 
 def _calc_result(a: dict[str, Any], rng: random.Random, lang: str) -> dict[str, Any]:
-    value = evaluate(a["expression"])
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        value = int(value)
-    return {"expression": a["expression"], "result": value}
+    return calculator_tool(expression=a["expression"])
 
 
 def _calc_answer(c: Ctx, a: dict[str, Any], r: dict[str, Any]) -> str:
@@ -94,7 +90,6 @@ CITIES = [  # (English, Italian, IANA zone)
     ("Mexico City", "Città del Messico", "America/Mexico_City"), ("Toronto", "Toronto", "America/Toronto"),
     ("Beijing", "Pechino", "Asia/Shanghai"), ("Seoul", "Seul", "Asia/Seoul"), ("Lisbon", "Lisbona", "Europe/Lisbon"),
 ]
-_WEEKDAYS_EN = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 def _time_sample(c: Ctx) -> dict[str, Val]:
@@ -104,11 +99,8 @@ def _time_sample(c: Ctx) -> dict[str, Val]:
 
 def _time_result(a: dict[str, Any], rng: random.Random, lang: str) -> dict[str, Any]:
     zone = zoneinfo.ZoneInfo(a.get("timezone", "UTC"))
-    now = (datetime(2026, 1, 1, tzinfo=zoneinfo.ZoneInfo("UTC"))
-           + timedelta(days=rng.randint(0, 364), minutes=rng.randint(0, 24 * 60 - 1))).astimezone(zone)
-    return {"timezone": zone.key, "datetime": now.isoformat(timespec="seconds"), "date": now.date().isoformat(),
-            "time": now.strftime("%H:%M"), "weekday": _WEEKDAYS_EN[now.weekday()],
-            "weekday_it": WEEKDAYS_IT[now.weekday()], "utc_offset": now.strftime("%z")}
+    return describe_time((datetime(2026, 1, 1, tzinfo=zoneinfo.ZoneInfo("UTC"))
+                          + timedelta(days=rng.randint(0, 364), minutes=rng.randint(0, 24 * 60 - 1))).astimezone(zone))
 
 
 def _time_answer(c: Ctx, a: dict[str, Any], r: dict[str, Any]) -> str:

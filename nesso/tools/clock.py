@@ -24,6 +24,7 @@ _ALIASES = {
     "cairo": "Africa/Cairo", "sydney": "Australia/Sydney", "tokio": "Asia/Tokyo", "seul": "Asia/Seoul",
     "utc": "UTC", "gmt": "UTC",
 }
+WEEKDAYS_EN = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 WEEKDAYS_IT = ["lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"]
 
 
@@ -58,8 +59,11 @@ def get_current_time(timezone: str = "UTC") -> dict:
     Args:
         timezone: IANA time zone (Europe/Rome, Asia/Tokyo, America/New_York) or a city name (Tokyo, Milano).
     """
-    zone = resolve_zone(timezone)
-    now = dt.datetime.now(zone)
-    return {"timezone": zone.key, "datetime": now.isoformat(timespec="seconds"), "date": now.date().isoformat(),
-            "time": now.strftime("%H:%M"), "weekday": now.strftime("%A"),
+    return describe_time(dt.datetime.now(resolve_zone(timezone)))
+
+
+def describe_time(now: dt.datetime) -> dict:
+    """What get_current_time returns for the zone-aware instant ``now`` (also the dataset generator's results)."""
+    return {"timezone": now.tzinfo.key, "datetime": now.isoformat(timespec="seconds"), "date": now.date().isoformat(),
+            "time": now.strftime("%H:%M"), "weekday": WEEKDAYS_EN[now.weekday()],
             "weekday_it": WEEKDAYS_IT[now.weekday()], "utc_offset": now.strftime("%z")}
