@@ -134,13 +134,22 @@ def _shift_date(value: str, days: int) -> str | None:
         return None
 
 
-def _invalid_arguments(msg, schemas, rng, lang):
+def _pick_call(msg, schemas, rng):
+    """One of the turn's calls, at random: (index, name, arguments, the tool's schema properties), or None
+    when its arguments are not a JSON object."""
     k = rng.randrange(len(msg["tool_calls"]))
     call = msg["tool_calls"][k]
     name, args = call["function"]["name"], _arguments(call)
     if args is None:
         return None
-    props = schemas.get(name, {}).get("properties", {}) or {}
+    return k, name, args, schemas.get(name, {}).get("properties", {}) or {}
+
+
+def _invalid_arguments(msg, schemas, rng, lang):
+    picked = _pick_call(msg, schemas, rng)
+    if picked is None:
+        return None
+    k, name, args, props = picked
     required = [p for p in schemas.get(name, {}).get("required", []) or [] if p in args]
     options = []
     if required:
@@ -176,12 +185,10 @@ def _invalid_arguments(msg, schemas, rng, lang):
 
 
 def _hallucinated_arguments(msg, schemas, rng, lang):
-    k = rng.randrange(len(msg["tool_calls"]))
-    call = msg["tool_calls"][k]
-    name, args = call["function"]["name"], _arguments(call)
-    if args is None:
+    picked = _pick_call(msg, schemas, rng)
+    if picked is None:
         return None
-    props = schemas.get(name, {}).get("properties", {}) or {}
+    k, name, args, props = picked
     options: list[tuple[str, Any]] = [("extra", a) for a in _UNKNOWN_ARGS if a[0] not in props and a[0] not in args]
     for p, v in args.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):

@@ -58,3 +58,14 @@ def smollm_bf16():
     from nesso.loader import BASE, load_model
 
     return load_model(BASE, dtype="bfloat16")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread is faster, and immune to other jobs competing for the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -32,13 +32,7 @@ from nesso.schedules import Schedule, ScheduleConfig
 from nesso.sft import PostRecipe, StepBatches
 from nesso.train import IGNORE_INDEX, TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ from nesso.schedules import Schedule, ScheduleConfig
 from nesso.sft import StepBatches, collate, tokenize_rows
 from nesso.train import TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

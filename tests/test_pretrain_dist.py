@@ -13,14 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from test_pretrain_train import make_run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster, and immune to other jobs competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # fp32: exact comparison; bf16: FSDP2 mixed precision (bf16 compute, fp32 reduce) with activation checkpointing

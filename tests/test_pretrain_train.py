@@ -23,13 +23,7 @@ TINY = ModelConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_l
                    pad_token_id=VOCAB - 1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster, and immune to other jobs competing for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def counting_corpus(folder, seed=0):

@@ -27,13 +27,7 @@ from nesso.sft import (
 )
 from nesso.train import IGNORE_INDEX, TrainConfig, Trainer, causal_lm_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def labelled_runs(sample) -> list[list[int]]:

@@ -35,16 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_dpo(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
+    from nesso.distributed import shutdown
     from nesso.dpo import run_dpo
 
     try:
         run_dpo(args.recipe, args.overrides, out_dir=args.out, export_hf=args.export_hf, fresh=args.fresh,
                 pairs_source=args.pairs)
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown()
     return 0
 
 

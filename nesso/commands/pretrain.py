@@ -18,14 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
+    from nesso.distributed import shutdown
     from nesso.train import run_pretrain
 
     try:
         run_pretrain(args.recipe, args.overrides, out_dir=args.out, export_hf=args.export_hf, fresh=args.fresh,
                      workers=args.workers)
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown()
     return 0

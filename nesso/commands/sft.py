@@ -21,14 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
+    from nesso.distributed import shutdown
     from nesso.sft import run_sft
 
     try:
         run_sft(args.recipe, args.overrides, out_dir=args.out, export_hf=args.export_hf, fresh=args.fresh,
                 data=args.data)
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown()
     return 0
