@@ -17,5 +17,17 @@ def get_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse
     return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
 
 
+LORA_EXPORT_HELP = "also write the final model as a Hugging Face folder here (LoRA: merged into the base)"
+
+
+def add_run_options(p: argparse.ArgumentParser, set_example: str, export_help: str) -> None:
+    """The options every recipe-driven training command shares (pretrain, sft, dpo)."""
+    p.add_argument("--out", help="run folder for checkpoints, logs and the result (default: train.out_dir)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a recipe value, e.g. --set {set_example} (repeatable)")
+    p.add_argument("--export-hf", metavar="DIR", help=export_help)
+    p.add_argument("--fresh", action="store_true", help="ignore (and delete) earlier checkpoints of this run")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """nesso.cli registers every module of nesso/commands; this one only offers helpers."""

@@ -7,7 +7,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from nesso.commands._groups import get_group
+from nesso.commands._groups import LORA_EXPORT_HELP, add_run_options, get_group
 from nesso.errors import NessoError
 
 
@@ -16,12 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", help="recipe YAML, e.g. recipes/smollm2-135m-agentic-dpo-cpu.yaml")
     p.add_argument("--pairs", metavar="SOURCE",
                    help="override data.pairs: a pairs JSONL, a rows JSONL, a dataset directory or agentic:N:SEED")
-    p.add_argument("--out", help="run folder for checkpoints, logs and the result (default: train.out_dir)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set dpo.beta=0.2 (repeatable)")
-    p.add_argument("--export-hf", metavar="DIR",
-                   help="also write the final model as a Hugging Face folder here (LoRA: merged into the base)")
-    p.add_argument("--fresh", action="store_true", help="ignore (and delete) earlier checkpoints of this run")
+    add_run_options(p, "dpo.beta=0.2", LORA_EXPORT_HELP)
     p.set_defaults(func=cmd_dpo)
 
     group = get_group(sub, "data", "build and inspect training data")

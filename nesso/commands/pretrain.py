@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from nesso.commands._groups import add_run_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pretrain on a recipe (CPU or GPU; multi-GPU/multi-node via torchrun)")
     p.add_argument("recipe", help="recipe YAML, e.g. recipes/micro-cpu.yaml or recipes/zagreus-0.4b-pretrain.yaml")
-    p.add_argument("--out", help="run folder for checkpoints, logs and the loss curve (default: train.out_dir)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set train.steps=20 (repeatable)")
-    p.add_argument("--export-hf", metavar="DIR", help="also write the final model as a Hugging Face folder here")
-    p.add_argument("--fresh", action="store_true", help="ignore (and delete) earlier checkpoints of this run")
+    add_run_options(p, "train.steps=20", "also write the final model as a Hugging Face folder here")
     p.add_argument("--workers", type=int, default=1, help="tokenising processes if the data is not tokenised yet")
     p.set_defaults(func=cmd_pretrain)
 

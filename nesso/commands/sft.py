@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nesso.commands._groups import LORA_EXPORT_HELP, add_run_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sft", help="supervised fine-tuning on chat/function-calling rows (full or LoRA)")
@@ -11,12 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "recipes/nesso-0.4b-agentic-sft.yaml")
     p.add_argument("--data", metavar="SOURCE",
                    help="override data.train: a JSONL file, a dataset directory or agentic:N:SEED")
-    p.add_argument("--out", help="run folder for checkpoints, logs and the result (default: train.out_dir)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set train.epochs=1 (repeatable)")
-    p.add_argument("--export-hf", metavar="DIR",
-                   help="also write the final model as a Hugging Face folder here (LoRA: merged into the base)")
-    p.add_argument("--fresh", action="store_true", help="ignore (and delete) earlier checkpoints of this run")
+    add_run_options(p, "train.epochs=1", LORA_EXPORT_HELP)
     p.set_defaults(func=cmd_sft)
 
 
