@@ -59,7 +59,7 @@ def overhead(engine: Engine, rows: list[dict], tokens: int) -> None:
         for m in modes[1:]) + f" | mask {statistics.median(mask_ms):.3f} ms/token")
 
 
-def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int) -> None:
+def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int, max_tokens: int) -> None:
     if n <= 0:
         return
     comp = compiler_for(engine.tokenizer, engine.model.config.vocab_size)
@@ -83,7 +83,7 @@ def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int) ->
     for start in range(0, len(jobs), batch):
         chunk = jobs[start:start + batch]
         prompts = [prompt_for(engine.tokenizer, row, kind != "json") for kind, row, _, _ in chunk]
-        outs = engine.generate_batch(prompts, SamplingParams(max_tokens=160), [c for *_, c in chunk])
+        outs = engine.generate_batch(prompts, SamplingParams(max_tokens=max_tokens), [c for *_, c in chunk])
         for (kind, row, spec, _), out in zip(chunk, outs):
             finished += out.finish_reason == "stop"
             ok = False
@@ -104,7 +104,7 @@ def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int) ->
                 failures.append((kind, out.finish_reason, out.text[:160]))
     secs = time.perf_counter() - started
     print(f"(b) {valid}/{n} constrained outputs parse and validate ({finished} ended by the grammar/eos, "
-          f"{n - finished} hit max_tokens=160); {calls} tool calls; {secs:.0f} s")
+          f"{n - finished} hit max_tokens={max_tokens}); {calls} tool calls; {secs:.0f} s")
     for f in failures:
         print("    not valid:", f)
 
@@ -117,19 +117,22 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--prompts", type=int, default=6, help="prompts for the overhead measurement")
     ap.add_argument("--tokens", type=int, default=64, help="tokens per overhead run")
+    ap.add_argument("--max-tokens", type=int, default=160, help="new tokens per validity run")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--skip-overhead", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(0)
     loaded = load_model(args.model, dtype=args.dtype)
-    engine = Engine(loaded.model, loaded.tokenizer)
+    engine = Engine(loaded.model.to(args.device), loaded.tokenizer)
     data = generate(max(args.n, 200), seed=1)
     rows = data["train"] + data["heldout"]
-    print(f"model {loaded.source} ({args.dtype}); {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads")
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+             else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print(f"model {loaded.source} ({args.dtype}); {where}")
     if not args.skip_overhead:
         tool_rows = [r for r in rows if r["tools"]][: args.prompts]
         overhead(engine, tool_rows, args.tokens)
-    validity(engine, rows, args.n, args.batch, seed=0)
+    validity(engine, rows, args.n, args.batch, seed=0, max_tokens=args.max_tokens)
 
 
 if __name__ == "__main__":

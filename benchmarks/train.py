@@ -235,15 +235,26 @@ def main() -> None:
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}; model "
           f"{recipe.model.num_parameters()['total'] / 1e6:.1f}M params, {tokens} tokens/step, {args.steps} timed steps "
           f"after {args.warmup} warm-up, interleaved")
-    print(f"{'contender':<24} {'median s/step':>14} {'tok/s':>9} {'peak mem GB':>12}")
+    from nesso.train import CPU_PEAK_FLOPS, PEAK_FLOPS
+
+    if args.device == "cuda":
+        gpu = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_FLOPS.items() if k in gpu), None)
+        print(f"gpu: {gpu}, dense bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else f"gpu: {gpu} (peak unknown)")
+    else:
+        peak = CPU_PEAK_FLOPS[recipe.train.dtype]
+    flops_per_token = recipe.model.flops_per_token(recipe.train.seq_len)
+    print(f"{'contender':<24} {'median s/step':>14} {'tok/s':>9} {'MFU':>7} {'peak mem GB':>12}")
     summary = {}
     for name, ts in times.items():
         med = statistics.median(ts)
-        summary[name] = {"median_step_s": med, "tok_per_s": tokens / med, "step_s": ts,
+        mfu = flops_per_token * tokens / med / peak if peak else None
+        summary[name] = {"median_step_s": med, "tok_per_s": tokens / med, "mfu": mfu, "step_s": ts,
                          "peak_memory_gb": memory.get(name)}
         mem = memory.get(name)
         mem_text = "-" if mem is None else f"{mem:.2f}"
-        print(f"{name:<24} {med:>14.3f} {tokens / med:>9,.0f} {mem_text:>12}")
+        mfu_text = "-" if mfu is None else f"{mfu:.1%}"
+        print(f"{name:<24} {med:>14.3f} {tokens / med:>9,.0f} {mfu_text:>7} {mem_text:>12}")
     for ours, other in (("nesso", "hf-loop"), ("nesso-compile", "hf-loop"), ("nesso (vs hf-trainer)", "hf-trainer")):
         if ours in summary and other in summary:
             ratio = summary[ours]["tok_per_s"] / summary[other]["tok_per_s"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from safetensors import safe_open
 
 from nesso.agentic_data import TOOL_BY_NAME
+from nesso.commands.agent import system_prompt
 from nesso.engine import Engine, SamplingParams
 from nesso.grammar import compiler_for
 from nesso.loader import BASE, EMBEDDED_ADAPTER, load_model
@@ -46,9 +48,11 @@ def test_default_is_the_base_with_the_adapter_merged(agentic, smollm_bf16):
 
 
 def _first_call(loaded, user: str, tools: list[dict]):
+    """The model's first reply under the system turn `nesso chat`/`run`/`demo` use (on a fixed date)."""
     engine = Engine(loaded.model, loaded.tokenizer)
-    prompt = loaded.tokenizer.apply_chat_template([{"role": "user", "content": user}], tools,
-                                                  add_generation_prompt=True)
+    messages = [{"role": "system", "content": system_prompt(datetime.date(2026, 11, 26))},
+                {"role": "user", "content": user}]
+    prompt = loaded.tokenizer.apply_chat_template(messages, tools, add_generation_prompt=True)
     constraint = compiler_for(loaded.tokenizer, loaded.model.config.vocab_size).for_tools(tools, "auto")
     out = engine.generate(prompt, SamplingParams(max_tokens=80), constraint)
     parsed = parse_tool_calls(out.text, tools)

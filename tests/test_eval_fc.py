@@ -9,6 +9,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import torch
 
 from nesso.agentic_data.generator import make_row
 from nesso.cli import main
@@ -263,6 +264,11 @@ def test_command_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown category 'nope'" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
+    assert main(["eval", "fc", "default", "--device", "tpu"]) == 2
+    assert "--device 'tpu': use cpu or cuda" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["eval", "fc", "default", "--device", "cuda"]) == 2
+        assert "no CUDA GPU is available" in capsys.readouterr().err
     assert main(["eval", "fc", "http://127.0.0.1:9/v1", "--limit", "1", "--out", str(tmp_path / "x")]) == 2
     assert "cannot reach http://127.0.0.1:9/v1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

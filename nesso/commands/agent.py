@@ -13,13 +13,13 @@ from nesso.commands.model import MODEL_HELP, add_model_options
 from nesso.errors import NessoError
 
 
-def system_prompt() -> str:
+def system_prompt(today: datetime.date | None = None) -> str:
     """The default system turn: one of the phrasings the embedded model was trained with, with today's date
     (a prompt it never saw makes the 135M model much less likely to call tools)."""
     from nesso.agentic_data.render import long_date
 
     return ("You are Nesso, an assistant for work and everyday tasks. Use the tools when they help. "
-            f"Today is {long_date(datetime.date.today(), 'en')}.")
+            f"Today is {long_date(today or datetime.date.today(), 'en')}.")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

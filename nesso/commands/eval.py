@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per assistant turn (default 256)")
     p.add_argument("--dtype", default="bfloat16", help="nesso model: bfloat16 (default) or float32")
     p.add_argument("--batch-size", type=int, default=8, help="nesso model: sequences generated together")
+    p.add_argument("--device", default="cpu", help="nesso model: cpu (default) or cuda")
     p.add_argument("--model", dest="model_name", default=None,
                    help="endpoint: the model name to request (default: the first of GET /models)")
     p.add_argument("--api-key", default=None, help="endpoint: bearer token (default: $OPENAI_API_KEY if set)")
@@ -142,6 +143,8 @@ def _fc_command(args: argparse.Namespace, modes: tuple[bool, ...]) -> str:
         parts += ["--max-tokens", str(args.max_tokens)]
     if args.dtype != "bfloat16":
         parts += ["--dtype", args.dtype]
+    if args.device != "cpu":
+        parts += ["--device", args.device]
     if args.model_name:
         parts += ["--model", args.model_name]
     return shlex.join(parts)
@@ -167,13 +170,20 @@ def cmd_fc(args: argparse.Namespace) -> int:
     if args.category is not None and not categories:
         raise NessoError("--category is empty")
     langs = [args.lang] if args.lang else None
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise NessoError(f"--device {args.device!r}: use cpu or cuda")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NessoError(f"--device {args.device}: no CUDA GPU is available to this torch; leave --device out")
     modes = (True, False) if args.compare_constrained else ((False,) if args.no_constrain else (True,))
     cases = fc.build_cases(args.limit, categories, langs)  # validates before a model is loaded
     turns = sum(len(c.turns) for c in cases) * (1 if is_url else len(modes))
     bar = tqdm(total=turns, desc="fc turns", file=sys.stderr, disable=None)
     report = fc.run_benchmark(args.target, per_cell=args.limit, categories=categories, langs=langs, modes=modes,
                               dtype=args.dtype, max_tokens=args.max_tokens, batch_size=args.batch_size,
-                              model_name=args.model_name, api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+                              device=args.device, model_name=args.model_name, api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
                               concurrency=args.concurrency, timeout=args.timeout,
                               command=_fc_command(args, modes),
                               progress=bar.update)

@@ -507,7 +507,8 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
 
 def run_benchmark(target_ref: str, *, per_cell: int = DEFAULT_PER_CELL, categories: list[str] | None = None,
                   langs: list[str] | None = None, modes: tuple[bool, ...] = (True,), dtype: str = "bfloat16",
-                  max_tokens: int = DEFAULT_MAX_TOKENS, batch_size: int = 8, model_name: str | None = None,
+                  max_tokens: int = DEFAULT_MAX_TOKENS, batch_size: int = 8, device: str = "cpu",
+                  model_name: str | None = None,
                   api_key: str | None = None, concurrency: int = 1, timeout: float = 120.0,
                   loaded: Any = None, command: str | None = None, progress: Any = None) -> dict[str, Any]:
     """Build the cases and score ``target_ref`` (a nesso model reference or an http(s) base URL).
@@ -530,7 +531,7 @@ def run_benchmark(target_ref: str, *, per_cell: int = DEFAULT_PER_CELL, categori
             from nesso.loader import load_model
 
             loaded = load_model(target_ref, dtype=dtype)
-        engine = Engine(loaded.model, loaded.tokenizer)
+        engine = Engine(loaded.model.to(device), loaded.tokenizer)
         for constrained in modes:
             target = NessoTarget(engine, constrained, max_tokens, batch_size, progress)
             runs.append(evaluate(target, cases))
