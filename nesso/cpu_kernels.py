@@ -1,0 +1,485 @@
+"""Matrix-vector kernels for CPU decoding, compiled on first use with the system C compiler.
+
+Decoding one token reads every weight once, so a decode step's speed is memory bandwidth. PyTorch's CPU matmul is
+built for many activation rows: with one row its bf16 path reaches about half the bandwidth, and the int8
+weight-pack kernel less. The two kernels here compute ``x @ W.T`` for a few rows of ``x`` by streaming each weight
+row once, front to back (one sequential stream per thread is what the hardware prefetcher follows best), with
+fp32 accumulation:
+
+* ``linear_bf16``: bf16 weights and activations, ``vdpbf16ps`` where the CPU has AVX512-BF16; the result is
+  rounded to bf16, as ``torch.nn.functional.linear`` does in bf16.
+* ``linear_int8``: int8 weights with one scale per output row (``nesso.quantize.Int8Linear``'s format), the
+  activations rounded to int16 with one scale per row (``vpdpwssd`` where the CPU has AVX512-VNNI).
+
+They replace one op, the projection ``F.linear``, and only for CPU tensors without autograd (``nesso.quantize``
+decides when); the model's forward is ``nesso.model``'s. ``pack_huge_pages`` moves weights into 2 MiB pages:
+with 4 KiB pages the page walks of a 0.4B-parameter stream cost about a third of the bandwidth.
+
+The library is built once per source and CPU (``-march=native``), cached under ``~/.cache/nesso/kernels``
+(``NESSO_KERNEL_CACHE`` moves it) and loaded with ctypes; its OpenMP is the libgomp PyTorch already loaded, so the
+two share one thread pool. Without a compiler (or with ``NESSO_KERNELS=0``) ``available()`` is False, a warning is
+given once, and the callers use PyTorch's ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import mmap
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+ENV_SWITCH = "NESSO_KERNELS"
+ENV_CACHE = "NESSO_KERNEL_CACHE"
+MAX_ROWS = 16  # up to this many activation rows a projection takes the kernels; above, PyTorch's matmul
+HUGE_PAGE = 2 << 20
+_DTYPES = (torch.bfloat16, torch.float32)
+
+SOURCE = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define NK_AVX512 1
+#endif
+
+typedef uint16_t bf16_t;
+
+static inline float bf2f(bf16_t v) { uint32_t u = (uint32_t)v << 16; float f; memcpy(&f, &u, 4); return f; }
+
+static inline bf16_t f2bf(float f) {  /* round to nearest even, NaN stays NaN */
+    uint32_t u; memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_t)(u >> 16);
+}
+
+static inline void store(void *y, int out_f32, int64_t i, float v) {
+    if (out_f32) ((float *)y)[i] = v; else ((bf16_t *)y)[i] = f2bf(v);
+}
+
+/* One bf16 weight row against one bf16 activation row, fp32 accumulation. */
+static float dot_bf16(const bf16_t *w, const bf16_t *x, int64_t k) {
+    int64_t i = 0;
+    float s = 0.f;
+#if defined(NK_AVX512) && defined(__AVX512BF16__)
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (; i + 64 <= k; i += 64) {
+        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(x + i));
+        a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(w + i + 32), (__m512bh)_mm512_loadu_si512(x + i + 32));
+    }
+    for (; i + 32 <= k; i += 32)
+        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(x + i));
+    s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#elif defined(NK_AVX512)
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (; i + 32 <= k; i += 32) {
+        __m512i w0 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
+        __m512i w1 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i + 16)));
+        __m512i x0 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i)));
+        __m512i x1 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i + 16)));
+        a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)),
+                             _mm512_castsi512_ps(_mm512_slli_epi32(x0, 16)), a0);
+        a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)),
+                             _mm512_castsi512_ps(_mm512_slli_epi32(x1, 16)), a1);
+    }
+    s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#endif
+    float t = 0.f;
+    for (; i < k; i++) t += bf2f(w[i]) * bf2f(x[i]);
+    return s + t;
+}
+
+/* One int8 weight row against one int16 activation row: the exact integer dot product, flushed to fp32 every
+   4096 columns so the int32 lanes cannot overflow (4096 / 16 * 2 products of at most 127 * 32767 each). */
+static float dot_q8(const int8_t *w, const int16_t *x, int64_t k) {
+    float s = 0.f;
+    int64_t i = 0;
+    while (i < k) {
+        const int64_t end = k - i > 4096 ? i + 4096 : k;
+        int32_t t = 0;
+#ifdef NK_AVX512
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+        for (; i + 64 <= end; i += 64) {
+            __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + i)));
+            __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + i + 32)));
+#ifdef __AVX512VNNI__
+            a0 = _mm512_dpwssd_epi32(a0, w0, _mm512_loadu_si512(x + i));
+            a1 = _mm512_dpwssd_epi32(a1, w1, _mm512_loadu_si512(x + i + 32));
+#else
+            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(w0, _mm512_loadu_si512(x + i)));
+            a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(w1, _mm512_loadu_si512(x + i + 32)));
+#endif
+        }
+        t = _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1));
+#endif
+        for (; i < end; i++) t += (int32_t)w[i] * (int32_t)x[i];
+        s += (float)t;
+    }
+    return s;
+}
+
+static inline float load_act(const void *x, int x_f32, int64_t i) {
+    return x_f32 ? ((const float *)x)[i] : bf2f(((const bf16_t *)x)[i]);
+}
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] for m < rows; x and y bf16 (or fp32 when *_f32). */
+int nesso_linear_bf16(const bf16_t *x, int64_t rows, const bf16_t *w, int64_t n, int64_t k, void *y, int out_f32,
+                      int threads) {
+    (void)threads;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t m = 0; m < rows; m++)
+            store(y, out_f32, m * n + r, dot_bf16(w + r * k, x + m * k, k));
+    return 0;
+}
+
+/* y[m, n] = scale[n] * sum_k x[m, k] * q[n, k]; x is rounded to int16 with one scale per row first. scale and x
+   bf16 or fp32 (scale_f32, x_f32); y has x's type. */
+int nesso_linear_int8(const void *x, int x_f32, int64_t rows, const int8_t *q, const void *scale, int scale_f32,
+                      int64_t n, int64_t k, void *y, int threads) {
+    int16_t *xq = (int16_t *)malloc((size_t)(rows * k) * sizeof(int16_t) + 64);
+    float *xs = (float *)malloc((size_t)rows * sizeof(float) + 64);
+    if (!xq || !xs) { free(xq); free(xs); return 1; }
+    for (int64_t m = 0; m < rows; m++) {
+        float mx = 0.f;
+        int bad = 0;
+        for (int64_t i = 0; i < k; i++) {
+            float a = fabsf(load_act(x, x_f32, m * k + i));
+            bad |= !(a <= 3.0e38f);
+            mx = a > mx ? a : mx;
+        }
+        const float inv = mx > 0.f ? 32767.f / mx : 0.f;
+        for (int64_t i = 0; i < k; i++) xq[m * k + i] = (int16_t)nearbyintf(load_act(x, x_f32, m * k + i) * inv);
+        xs[m] = bad ? NAN : mx / 32767.f;
+    }
+    (void)threads;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
+    for (int64_t r = 0; r < n; r++) {
+        const float sc = scale_f32 ? ((const float *)scale)[r] : bf2f(((const bf16_t *)scale)[r]);
+        for (int64_t m = 0; m < rows; m++)
+            store(y, x_f32, m * n + r, sc * xs[m] * dot_q8(q + r * k, xq + m * k, k));
+    }
+    free(xq);
+    free(xs);
+    return 0;
+}
+
+/* Row-wise RMSNorm of bf16 x [rows, k] with bf16 weight, as nesso.model.RMSNorm computes it: the norm in fp32,
+   x * rsqrt(mean(x^2) + eps) rounded to bf16, then times the weight (rounded to bf16 again). */
+int nesso_rms_norm_bf16(const bf16_t *x, int64_t rows, int64_t k, const bf16_t *w, float eps, bf16_t *y) {
+    for (int64_t m = 0; m < rows; m++) {
+        const bf16_t *xr = x + m * k;
+        float ss = 0.f;
+#pragma omp simd reduction(+:ss)
+        for (int64_t i = 0; i < k; i++) { float v = bf2f(xr[i]); ss += v * v; }
+        const float r = 1.f / sqrtf(ss / (float)k + eps);
+        for (int64_t i = 0; i < k; i++) y[m * k + i] = f2bf(bf2f(w[i]) * bf2f(f2bf(bf2f(xr[i]) * r)));
+    }
+    return 0;
+}
+
+/* Rotate-half RoPE of bf16 x [rows, heads, d] (one position per row) with fp32 cos/sin [rows, d], computed in fp32
+   and rounded to bf16, as nesso.model.apply_rope. */
+int nesso_rope_bf16(const bf16_t *x, int64_t rows, int64_t heads, int64_t d, const float *cos, const float *sin,
+                    bf16_t *y) {
+    const int64_t h = d / 2;
+    for (int64_t m = 0; m < rows; m++)
+        for (int64_t j = 0; j < heads; j++) {
+            const bf16_t *xr = x + (m * heads + j) * d;
+            bf16_t *yr = y + (m * heads + j) * d;
+            const float *c = cos + m * d, *s = sin + m * d;
+            for (int64_t i = 0; i < h; i++) {
+                const float x1 = bf2f(xr[i]), x2 = bf2f(xr[i + h]);
+                const float a = x1 * c[i], b = -x2 * s[i], e = x2 * c[i + h], f = x1 * s[i + h];
+                yr[i] = f2bf(a + b);
+                yr[i + h] = f2bf(e + f);
+            }
+        }
+    return 0;
+}
+
+/* One decode step of attention: q [b, heads, d] (bf16), keys and values [b, kv_heads, s, d] (bf16, row stride d,
+   head stride hs, batch stride bs, in elements), every key visible; y [b, heads, d] = softmax(q k^T / sqrt(d)) v,
+   fp32 inside, rounded to bf16. Query head j reads key/value head j / (heads / kv_heads), as SDPA's enable_gqa. */
+int nesso_decode_attention_bf16(const bf16_t *q, int64_t b, int64_t heads, int64_t kv_heads, int64_t d,
+                                const bf16_t *k, const bf16_t *v, int64_t s, int64_t bs, int64_t hs, float scale,
+                                bf16_t *y, int threads) {
+    const int64_t group = heads / kv_heads;
+    int err = 0;
+    (void)threads;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && s * b * heads >= 8192)
+    for (int64_t bh = 0; bh < b * heads; bh++) {
+        const int64_t bi = bh / heads, j = bh % heads;
+        const bf16_t *kh = k + bi * bs + (j / group) * hs, *vh = v + bi * bs + (j / group) * hs;
+        float *p = (float *)malloc((size_t)s * sizeof(float) + (size_t)d * sizeof(float) * 2 + 64);
+        if (!p) { err = 1; continue; }
+        float *qf = p + s, *o = qf + d;
+        for (int64_t i = 0; i < d; i++) { qf[i] = bf2f(q[bh * d + i]) * scale; o[i] = 0.f; }
+        float mx = -INFINITY;
+        for (int64_t t = 0; t < s; t++) {
+            const bf16_t *kr = kh + t * d;
+            float acc = 0.f;
+#pragma omp simd reduction(+:acc)
+            for (int64_t i = 0; i < d; i++) acc += qf[i] * bf2f(kr[i]);
+            p[t] = acc;
+            mx = acc > mx ? acc : mx;
+        }
+        float sum = 0.f;
+        for (int64_t t = 0; t < s; t++) { p[t] = expf(p[t] - mx); sum += p[t]; }
+        for (int64_t t = 0; t < s; t++) {
+            const bf16_t *vr = vh + t * d;
+            const float pt = p[t];
+#pragma omp simd
+            for (int64_t i = 0; i < d; i++) o[i] += pt * bf2f(vr[i]);
+        }
+        const float inv = 1.f / sum;
+        for (int64_t i = 0; i < d; i++) y[bh * d + i] = f2bf(o[i] * inv);
+        free(p);
+    }
+    return err;
+}
+
+int nesso_kernels_features(void) {
+    int f = 0;
+#ifdef NK_AVX512
+    f |= 1;
+#endif
+#ifdef __AVX512BF16__
+    f |= 2;
+#endif
+#ifdef __AVX512VNNI__
+    f |= 4;
+#endif
+#ifdef _OPENMP
+    f |= 8;
+#endif
+    return f;
+}
+"""
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+_error: str | None = None
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1") != "0"
+
+
+def _cpu_signature() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return platform.machine() + platform.processor()
+    return "\n".join(sorted({ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features"))}))
+
+
+def _cache_dir() -> Path:
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nesso" / "kernels"
+
+
+def _build(compiler: str) -> Path:
+    key = hashlib.sha256("\0".join([SOURCE, compiler, _cpu_signature()]).encode()).hexdigest()[:16]
+    lib = _cache_dir() / key / "libnesso_kernels.so"
+    if lib.is_file():
+        return lib
+    try:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: build in the temporary directory
+        lib = Path(tempfile.gettempdir()) / f"nesso-kernels-{os.getuid()}" / key / "libnesso_kernels.so"
+        if lib.is_file():
+            return lib
+        lib.parent.mkdir(parents=True, exist_ok=True)
+    fd, src = tempfile.mkstemp(dir=lib.parent, suffix=".c")  # one source per builder: concurrent builds never mix
+    with os.fdopen(fd, "w") as f:
+        f.write(SOURCE)
+    errors = []
+    try:
+        base = ["-O3", "-shared", "-fPIC", "-std=gnu11"]
+        for flags in (base + ["-march=native", "-fopenmp"], base + ["-march=native"], base + ["-fopenmp"], base):
+            fd, tmp = tempfile.mkstemp(dir=lib.parent, suffix=".so.tmp")
+            os.close(fd)
+            proc = subprocess.run([compiler, *flags, src, "-o", tmp, "-lm"], capture_output=True, text=True,
+                                  timeout=300)
+            if proc.returncode == 0:
+                os.replace(tmp, lib)  # atomic: a concurrent process never loads a half-written library
+                return lib
+            os.unlink(tmp)
+            errors.append(f"{' '.join(flags)}: {proc.stderr.strip()[-300:]}")
+    finally:
+        os.unlink(src)
+    raise RuntimeError("; ".join(errors))
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None (switched off, no C compiler, or the build failed: one warning, then None)."""
+    global _lib, _tried, _error
+    if _tried or not enabled():
+        return _lib if enabled() else None
+    with _lock:
+        if _tried:
+            return _lib
+        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        try:
+            if compiler is None:
+                raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
+            lib = ctypes.CDLL(str(_build(compiler)))
+            vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+            lib.nesso_linear_bf16.argtypes = [vp, i64, vp, i64, i64, vp, i32, i32]
+            lib.nesso_linear_bf16.restype = i32
+            lib.nesso_linear_int8.argtypes = [vp, i32, i64, vp, vp, i32, i64, i64, vp, i32]
+            lib.nesso_linear_int8.restype = i32
+            f32 = ctypes.c_float
+            lib.nesso_rms_norm_bf16.argtypes = [vp, i64, i64, vp, f32, vp]
+            lib.nesso_rms_norm_bf16.restype = i32
+            lib.nesso_rope_bf16.argtypes = [vp, i64, i64, i64, vp, vp, vp]
+            lib.nesso_rope_bf16.restype = i32
+            lib.nesso_decode_attention_bf16.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, i64, i64, f32, vp, i32]
+            lib.nesso_decode_attention_bf16.restype = i32
+            lib.nesso_kernels_features.argtypes = []
+            lib.nesso_kernels_features.restype = i32
+            _lib = lib
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            _error = str(e)
+            warnings.warn(f"nesso's CPU decode kernels are unavailable, decoding with plain PyTorch (slower): {e}",
+                          RuntimeWarning, stacklevel=2)
+        _tried = True
+        return _lib
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def status() -> str:
+    """One line for reports: what the kernels are built with, or why they are off."""
+    if not enabled():
+        return f"off ({ENV_SWITCH}=0)"
+    lib = library()
+    if lib is None:
+        return f"unavailable ({_error})"
+    f = lib.nesso_kernels_features()
+    names = [n for bit, n in ((1, "avx512"), (2, "avx512-bf16"), (4, "avx512-vnni"), (8, "openmp")) if f & bit]
+    return "compiled (" + (", ".join(names) or "portable C") + ")"
+
+
+def usable(x: torch.Tensor) -> bool:
+    """Whether an op on ``x`` (a few rows, CPU, no autograd, bf16 or fp32) should take the kernels."""
+    return (_lib is not None and not torch.is_grad_enabled() and x.dtype in _DTYPES and x.device.type == "cpu"
+            and x.numel() <= MAX_ROWS * x.shape[-1])
+
+
+def usable_bf16(x: torch.Tensor) -> bool:
+    """``usable`` for a bf16 ``x``."""
+    return (_lib is not None and x.dtype == torch.bfloat16 and not torch.is_grad_enabled()
+            and x.device.type == "cpu" and x.numel() <= MAX_ROWS * x.shape[-1])
+
+
+def linear_bf16(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.linear(x, weight)`` for bf16 ``x`` and a contiguous bf16 CPU ``weight``; only when ``usable_bf16(x)``
+    (the caller checks the weight once)."""
+    n, k = weight.shape
+    xc = x if x.is_contiguous() else x.contiguous()
+    y = torch.empty(*x.shape[:-1], n, dtype=torch.bfloat16)
+    _lib.nesso_linear_bf16(xc.data_ptr(), xc.numel() // k, weight.data_ptr(), n, k, y.data_ptr(), 0,  # type: ignore[union-attr]
+                           torch.get_num_threads())
+    return y
+
+
+def linear_int8(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x @ (q * scale[:, None]).T`` for int8 ``q`` [N, K] and per-row ``scale`` [N] (bf16 or fp32); the result
+    has ``x``'s dtype. Call only when ``usable(x)``."""
+    lib = library()
+    assert lib is not None and q.dtype == torch.int8 and scale.dtype in (torch.bfloat16, torch.float32)
+    k, n = q.shape[1], q.shape[0]
+    xc = x.contiguous()
+    y = torch.empty(*x.shape[:-1], n, dtype=x.dtype)
+    if lib.nesso_linear_int8(xc.data_ptr(), int(x.dtype == torch.float32), xc.numel() // k, q.data_ptr(),
+                             scale.data_ptr(), int(scale.dtype == torch.float32), n, k, y.data_ptr(),
+                             torch.get_num_threads()) != 0:
+        raise MemoryError("nesso_linear_int8 could not allocate its activation buffer")
+    return y
+
+
+def rms_norm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``nesso.model.RMSNorm`` for bf16 ``x`` and ``weight``; call only when ``usable_bf16(x)``."""
+    lib = library()
+    assert lib is not None and x.dtype == weight.dtype == torch.bfloat16
+    k = x.shape[-1]
+    xc = x.contiguous()
+    y = torch.empty_like(xc)
+    lib.nesso_rms_norm_bf16(xc.data_ptr(), xc.numel() // k, k, weight.data_ptr(), eps, y.data_ptr())
+    return y
+
+
+def rope_bf16(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``nesso.model.apply_rope`` for bf16 ``x`` [B, H, 1, D] and fp32 ``cos``/``sin`` [B, 1, D]."""
+    lib = library()
+    b, h, t, d = x.shape
+    assert lib is not None and t == 1 and x.dtype == torch.bfloat16 and cos.dtype == sin.dtype == torch.float32
+    xc, c, s = x.contiguous(), cos.contiguous(), sin.contiguous()
+    y = torch.empty_like(xc)
+    lib.nesso_rope_bf16(xc.data_ptr(), b, h, d, c.data_ptr(), s.data_ptr(), y.data_ptr())
+    return y
+
+
+def decode_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
+    """``F.scaled_dot_product_attention(q, k, v, enable_gqa=True)`` for one query per row (q [B, H, 1, D]) over
+    bf16 keys/values [B, KV, S, D] that are views of a KV cache (rows of D contiguous, same strides for k and v).
+    None when the layout is not one the kernel reads: use SDPA."""
+    lib = library()
+    b, h, t, d = q.shape
+    kv, s = k.shape[1], k.shape[2]
+    if (lib is None or t != 1 or k.dtype != torch.bfloat16 or v.dtype != torch.bfloat16 or k.stride() != v.stride()
+            or k.stride(3) != 1 or k.stride(2) != d or h % kv or v.shape != k.shape):
+        return None
+    qc = q.contiguous()
+    y = torch.empty_like(qc)
+    if lib.nesso_decode_attention_bf16(qc.data_ptr(), b, h, kv, d, k.data_ptr(), v.data_ptr(), s, k.stride(0),
+                                       k.stride(1), 1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads()) != 0:
+        raise MemoryError("nesso_decode_attention_bf16 could not allocate its buffers")
+    return y
+
+
+# ---- huge pages ------------------------------------------------------------------------------------------------
+
+def huge_page_copy(t: torch.Tensor) -> torch.Tensor:
+    """A copy of CPU tensor ``t`` in memory the kernel is asked to back with 2 MiB pages (Linux
+    ``madvise(MADV_HUGEPAGE)``; elsewhere, or when the kernel declines, ordinary pages: same values either way)."""
+    nbytes = t.numel() * t.element_size()
+    size = (nbytes + 2 * HUGE_PAGE - 1) // HUGE_PAGE * HUGE_PAGE
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    raw = torch.frombuffer(buf, dtype=torch.uint8)  # the tensor keeps the mapping alive
+    offset = -raw.data_ptr() % HUGE_PAGE
+    out = raw[offset:offset + nbytes].view(t.dtype).view(t.shape)
+    out.copy_(t)
+    return out
+
+
+def huge_pages_supported() -> bool:
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+    return "[never]" not in mode and hasattr(mmap, "MADV_HUGEPAGE")
