@@ -131,10 +131,6 @@ static float dot_q8(const int8_t *w, const int16_t *x, int64_t k) {
     return s;
 }
 
-static inline float load_act(const void *x, int x_f32, int64_t i) {
-    return x_f32 ? ((const float *)x)[i] : bf2f(((const bf16_t *)x)[i]);
-}
-
 /* y[m, n] = sum_k x[m, k] * w[n, k] for m < rows; x and y bf16 (or fp32 when *_f32). */
 int nesso_linear_bf16(const bf16_t *x, int64_t rows, const bf16_t *w, int64_t n, int64_t k, void *y, int out_f32,
                       int threads) {
@@ -146,6 +142,36 @@ int nesso_linear_bf16(const bf16_t *x, int64_t rows, const bf16_t *w, int64_t n,
     return 0;
 }
 
+static inline float load_act(const void *x, int x_f32, int64_t i) {
+    return x_f32 ? ((const float *)x)[i] : bf2f(((const bf16_t *)x)[i]);
+}
+
+/* Activations row [off, off + k) of x (bf16 or fp32) -> int16 q = round(x / s) with s = max|x| / 32767 (returned;
+   NaN when the row has a NaN or an infinity, 0 for an all-zero row). */
+static float quant16(const void *x, int x_f32, int64_t off, int64_t k, int16_t *q) {
+    float *f = (float *)malloc((size_t)k * sizeof(float) + 64);
+    if (!f) return NAN;
+    for (int64_t i = 0; i < k; i++) f[i] = load_act(x, x_f32, off + i);
+    float mx = 0.f;
+    int bad = 0;
+    for (int64_t i = 0; i < k; i++) {
+        const float a = fabsf(f[i]);
+        bad |= !(a <= 3.0e38f);
+        mx = a > mx ? a : mx;
+    }
+    const float inv = mx > 0.f ? 32767.f / mx : 0.f;
+    int64_t i = 0;
+#ifdef NK_AVX512
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (; i + 16 <= k; i += 16)  /* round to nearest even, as nearbyintf below */
+        _mm256_storeu_si256((__m256i *)(q + i),
+                            _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(f + i), vinv))));
+#endif
+    for (; i < k; i++) q[i] = (int16_t)nearbyintf(f[i] * inv);
+    free(f);
+    return bad ? NAN : mx / 32767.f;
+}
+
 /* y[m, n] = scale[n] * sum_k x[m, k] * q[n, k]; x is rounded to int16 with one scale per row first. scale and x
    bf16 or fp32 (scale_f32, x_f32); y has x's type. */
 int nesso_linear_int8(const void *x, int x_f32, int64_t rows, const int8_t *q, const void *scale, int scale_f32,
@@ -153,18 +179,7 @@ int nesso_linear_int8(const void *x, int x_f32, int64_t rows, const int8_t *q, c
     int16_t *xq = (int16_t *)malloc((size_t)(rows * k) * sizeof(int16_t) + 64);
     float *xs = (float *)malloc((size_t)rows * sizeof(float) + 64);
     if (!xq || !xs) { free(xq); free(xs); return 1; }
-    for (int64_t m = 0; m < rows; m++) {
-        float mx = 0.f;
-        int bad = 0;
-        for (int64_t i = 0; i < k; i++) {
-            float a = fabsf(load_act(x, x_f32, m * k + i));
-            bad |= !(a <= 3.0e38f);
-            mx = a > mx ? a : mx;
-        }
-        const float inv = mx > 0.f ? 32767.f / mx : 0.f;
-        for (int64_t i = 0; i < k; i++) xq[m * k + i] = (int16_t)nearbyintf(load_act(x, x_f32, m * k + i) * inv);
-        xs[m] = bad ? NAN : mx / 32767.f;
-    }
+    for (int64_t m = 0; m < rows; m++) xs[m] = quant16(x, x_f32, m * k, k, xq + m * k);
     (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
     for (int64_t r = 0; r < n; r++) {
@@ -214,40 +229,64 @@ int nesso_rope_bf16(const bf16_t *x, int64_t rows, int64_t heads, int64_t d, con
 /* One decode step of attention: q [b, heads, d] (bf16), keys and values [b, kv_heads, s, d] (bf16, row stride d,
    head stride hs, batch stride bs, in elements), every key visible; y [b, heads, d] = softmax(q k^T / sqrt(d)) v,
    fp32 inside, rounded to bf16. Query head j reads key/value head j / (heads / kv_heads), as SDPA's enable_gqa. */
+static inline float dot_f32_bf16(const float *q, const bf16_t *k, int64_t d) {
+    int64_t i = 0;
+    float s = 0.f;
+#ifdef NK_AVX512
+    __m512 a = _mm512_setzero_ps();
+    for (; i + 16 <= d; i += 16) {
+        __m512i kv = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(k + i)));
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_castsi512_ps(_mm512_slli_epi32(kv, 16)), a);
+    }
+    s = _mm512_reduce_add_ps(a);
+#endif
+    for (; i < d; i++) s += q[i] * bf2f(k[i]);
+    return s;
+}
+
+static inline void axpy_bf16(float *o, float p, const bf16_t *v, int64_t d) {
+    int64_t i = 0;
+#ifdef NK_AVX512
+    const __m512 pv = _mm512_set1_ps(p);
+    for (; i + 16 <= d; i += 16) {
+        __m512i vv = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(v + i)));
+        _mm512_storeu_ps(o + i, _mm512_fmadd_ps(pv, _mm512_castsi512_ps(_mm512_slli_epi32(vv, 16)),
+                                                _mm512_loadu_ps(o + i)));
+    }
+#endif
+    for (; i < d; i++) o[i] += p * bf2f(v[i]);
+}
+
+/* One decode step of attention: q [b, heads, d] (bf16), keys and values [b, kv_heads, s, d] (bf16, row stride d,
+   head stride hs, batch stride bs, in elements), every key visible; y [b, heads, d] = softmax(q k^T / sqrt(d)) v,
+   fp32 inside, rounded to bf16. Query head j reads key/value head j / (heads / kv_heads), as SDPA's enable_gqa. */
 int nesso_decode_attention_bf16(const bf16_t *q, int64_t b, int64_t heads, int64_t kv_heads, int64_t d,
                                 const bf16_t *k, const bf16_t *v, int64_t s, int64_t bs, int64_t hs, float scale,
                                 bf16_t *y, int threads) {
     const int64_t group = heads / kv_heads;
     int err = 0;
     (void)threads;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && s * b * heads >= 8192)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && s * b * heads >= 16384)
     for (int64_t bh = 0; bh < b * heads; bh++) {
         const int64_t bi = bh / heads, j = bh % heads;
         const bf16_t *kh = k + bi * bs + (j / group) * hs, *vh = v + bi * bs + (j / group) * hs;
-        float *p = (float *)malloc((size_t)s * sizeof(float) + (size_t)d * sizeof(float) * 2 + 64);
+        float local[2048 + 2 * 256];
+        const int small = s <= 2048 && d <= 256;
+        float *p = small ? local : (float *)malloc((size_t)(s + 2 * d) * sizeof(float) + 64);
         if (!p) { err = 1; continue; }
         float *qf = p + s, *o = qf + d;
         for (int64_t i = 0; i < d; i++) { qf[i] = bf2f(q[bh * d + i]) * scale; o[i] = 0.f; }
         float mx = -INFINITY;
         for (int64_t t = 0; t < s; t++) {
-            const bf16_t *kr = kh + t * d;
-            float acc = 0.f;
-#pragma omp simd reduction(+:acc)
-            for (int64_t i = 0; i < d; i++) acc += qf[i] * bf2f(kr[i]);
-            p[t] = acc;
-            mx = acc > mx ? acc : mx;
+            p[t] = dot_f32_bf16(qf, kh + t * d, d);
+            mx = p[t] > mx ? p[t] : mx;
         }
         float sum = 0.f;
         for (int64_t t = 0; t < s; t++) { p[t] = expf(p[t] - mx); sum += p[t]; }
-        for (int64_t t = 0; t < s; t++) {
-            const bf16_t *vr = vh + t * d;
-            const float pt = p[t];
-#pragma omp simd
-            for (int64_t i = 0; i < d; i++) o[i] += pt * bf2f(vr[i]);
-        }
+        for (int64_t t = 0; t < s; t++) axpy_bf16(o, p[t], vh + t * d, d);
         const float inv = 1.f / sum;
         for (int64_t i = 0; i < d; i++) y[bh * d + i] = f2bf(o[i] * inv);
-        free(p);
+        if (!small) free(p);
     }
     return err;
 }
@@ -333,6 +372,8 @@ def _build(compiler: str) -> Path:
 def library() -> ctypes.CDLL | None:
     """The compiled kernels, or None (switched off, no C compiler, or the build failed: one warning, then None)."""
     global _lib, _tried, _error
+    if _lib is not None:
+        return _lib
     if _tried or not enabled():
         return _lib if enabled() else None
     with _lock:
