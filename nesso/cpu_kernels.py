@@ -131,14 +131,28 @@ static float dot_q8(const int8_t *w, const int16_t *x, int64_t k) {
     return s;
 }
 
-/* y[m, n] = sum_k x[m, k] * w[n, k] for m < rows; x and y bf16 (or fp32 when *_f32). */
-int nesso_linear_bf16(const bf16_t *x, int64_t rows, const bf16_t *w, int64_t n, int64_t k, void *y, int out_f32,
-                      int threads) {
+/* Up to three matrices w0 [n0, k], w1 [n1, k], w2 [n2, k] (n = 0: absent) against the same activations, as one
+   product with their rows stacked: y[m, :] = [x_m w0^T, x_m w1^T, x_m w2^T] (fused q/k/v or gate/up projections:
+   one call and one parallel region instead of three). Row r of the stack belongs to matrix *j at row *r. */
+static inline void pick(int64_t r, int64_t n0, int64_t n1, int *j, int64_t *local) {
+    if (r < n0) { *j = 0; *local = r; }
+    else if (r < n0 + n1) { *j = 1; *local = r - n0; }
+    else { *j = 2; *local = r - n0 - n1; }
+}
+
+/* bf16 x [rows, k] and weights; y [rows, n0 + n1 + n2] bf16. */
+int nesso_linear_bf16(const bf16_t *x, int64_t rows, int64_t k, const bf16_t *w0, int64_t n0, const bf16_t *w1,
+                      int64_t n1, const bf16_t *w2, int64_t n2, bf16_t *y, int threads) {
+    const int64_t n = n0 + n1 + n2;
+    const bf16_t *w[3] = {w0, w1, w2};
     (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t m = 0; m < rows; m++)
-            store(y, out_f32, m * n + r, dot_bf16(w + r * k, x + m * k, k));
+    for (int64_t r = 0; r < n; r++) {
+        int j;
+        int64_t local;
+        pick(r, n0, n1, &j, &local);
+        for (int64_t m = 0; m < rows; m++) y[m * n + r] = f2bf(dot_bf16(w[j] + local * k, x + m * k, k));
+    }
     return 0;
 }
 
@@ -172,10 +186,15 @@ static float quant16(const void *x, int x_f32, int64_t off, int64_t k, int16_t *
     return bad ? NAN : mx / 32767.f;
 }
 
-/* y[m, n] = scale[n] * sum_k x[m, k] * q[n, k]; x is rounded to int16 with one scale per row first. scale and x
-   bf16 or fp32 (scale_f32, x_f32); y has x's type. */
-int nesso_linear_int8(const void *x, int x_f32, int64_t rows, const int8_t *q, const void *scale, int scale_f32,
-                      int64_t n, int64_t k, void *y, int threads) {
+/* int8 weights q_j [n_j, k] with one scale per row (bf16, or fp32 when scale_f32) against x [rows, k] (bf16, or
+   fp32 when x_f32): y[m, :] = [x_m (s0 * q0)^T, ...] in x's type. x is rounded to int16 with one scale per row
+   first (once for all the matrices). */
+int nesso_linear_int8(const void *x, int x_f32, int64_t rows, int64_t k, const int8_t *q0, const void *s0,
+                      int64_t n0, const int8_t *q1, const void *s1, int64_t n1, const int8_t *q2, const void *s2,
+                      int64_t n2, int scale_f32, void *y, int threads) {
+    const int64_t n = n0 + n1 + n2;
+    const int8_t *q[3] = {q0, q1, q2};
+    const void *sc[3] = {s0, s1, s2};
     int16_t *xq = (int16_t *)malloc((size_t)(rows * k) * sizeof(int16_t) + 64);
     float *xs = (float *)malloc((size_t)rows * sizeof(float) + 64);
     if (!xq || !xs) { free(xq); free(xs); return 1; }
@@ -183,9 +202,12 @@ int nesso_linear_int8(const void *x, int x_f32, int64_t rows, const int8_t *q, c
     (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
     for (int64_t r = 0; r < n; r++) {
-        const float sc = scale_f32 ? ((const float *)scale)[r] : bf2f(((const bf16_t *)scale)[r]);
+        int j;
+        int64_t local;
+        pick(r, n0, n1, &j, &local);
+        const float s = scale_f32 ? ((const float *)sc[j])[local] : bf2f(((const bf16_t *)sc[j])[local]);
         for (int64_t m = 0; m < rows; m++)
-            store(y, x_f32, m * n + r, sc * xs[m] * dot_q8(q + r * k, xq + m * k, k));
+            store(y, x_f32, m * n + r, s * xs[m] * dot_q8(q[j] + local * k, xq + m * k, k));
     }
     free(xq);
     free(xs);
@@ -385,9 +407,9 @@ def library() -> ctypes.CDLL | None:
                 raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
             lib = ctypes.CDLL(str(_build(compiler)))
             vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-            lib.nesso_linear_bf16.argtypes = [vp, i64, vp, i64, i64, vp, i32, i32]
+            lib.nesso_linear_bf16.argtypes = [vp, i64, i64, vp, i64, vp, i64, vp, i64, vp, i32]
             lib.nesso_linear_bf16.restype = i32
-            lib.nesso_linear_int8.argtypes = [vp, i32, i64, vp, vp, i32, i64, i64, vp, i32]
+            lib.nesso_linear_int8.argtypes = [vp, i32, i64, i64, vp, vp, i64, vp, vp, i64, vp, vp, i64, i32, vp, i32]
             lib.nesso_linear_int8.restype = i32
             f32 = ctypes.c_float
             lib.nesso_rms_norm_bf16.argtypes = [vp, i64, i64, vp, f32, vp]
@@ -435,28 +457,31 @@ def usable_bf16(x: torch.Tensor) -> bool:
             and x.device.type == "cpu" and x.numel() <= MAX_ROWS * x.shape[-1])
 
 
-def linear_bf16(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``F.linear(x, weight)`` for bf16 ``x`` and a contiguous bf16 CPU ``weight``; only when ``usable_bf16(x)``
-    (the caller checks the weight once)."""
-    n, k = weight.shape
+def linear_bf16(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    """``torch.cat([F.linear(x, w) for w in weights], -1)`` for bf16 ``x`` and one to three contiguous bf16 CPU
+    weights with x's last size as their columns; only when ``usable(x)`` (the caller checks the weights)."""
+    n = [w.shape[0] for w in weights] + [0, 0]
+    p = [w.data_ptr() for w in weights] + [0, 0]
+    k = x.shape[-1]
     xc = x if x.is_contiguous() else x.contiguous()
-    y = torch.empty(*x.shape[:-1], n, dtype=torch.bfloat16)
-    _lib.nesso_linear_bf16(xc.data_ptr(), xc.numel() // k, weight.data_ptr(), n, k, y.data_ptr(), 0,  # type: ignore[union-attr]
-                           torch.get_num_threads())
+    y = torch.empty(*x.shape[:-1], n[0] + n[1] + n[2], dtype=torch.bfloat16)
+    _lib.nesso_linear_bf16(xc.data_ptr(), xc.numel() // k, k, p[0], n[0], p[1], n[1], p[2], n[2],  # type: ignore[union-attr]
+                           y.data_ptr(), torch.get_num_threads())
     return y
 
 
-def linear_int8(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``x @ (q * scale[:, None]).T`` for int8 ``q`` [N, K] and per-row ``scale`` [N] (bf16 or fp32); the result
-    has ``x``'s dtype. Call only when ``usable(x)``."""
-    lib = library()
-    assert lib is not None and q.dtype == torch.int8 and scale.dtype in (torch.bfloat16, torch.float32)
-    k, n = q.shape[1], q.shape[0]
-    xc = x.contiguous()
-    y = torch.empty(*x.shape[:-1], n, dtype=x.dtype)
-    if lib.nesso_linear_int8(xc.data_ptr(), int(x.dtype == torch.float32), xc.numel() // k, q.data_ptr(),
-                             scale.data_ptr(), int(scale.dtype == torch.float32), n, k, y.data_ptr(),
-                             torch.get_num_threads()) != 0:
+def linear_int8(x: torch.Tensor, *pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``torch.cat([x @ (q * scale[:, None]).T for q, scale in pairs], -1)`` for one to three int8 ``q`` [N, K] with
+    per-row ``scale`` [N] (all bf16 or all fp32); the result has ``x``'s dtype. Only when ``usable(x)``."""
+    n = [q.shape[0] for q, _ in pairs] + [0, 0]
+    qp = [q.data_ptr() for q, _ in pairs] + [0, 0]
+    sp = [s.data_ptr() for _, s in pairs] + [0, 0]
+    k = x.shape[-1]
+    xc = x if x.is_contiguous() else x.contiguous()
+    y = torch.empty(*x.shape[:-1], n[0] + n[1] + n[2], dtype=x.dtype)
+    if _lib.nesso_linear_int8(xc.data_ptr(), int(x.dtype == torch.float32), xc.numel() // k, k,  # type: ignore[union-attr]
+                              qp[0], sp[0], n[0], qp[1], sp[1], n[1], qp[2], sp[2], n[2],
+                              int(pairs[0][1].dtype == torch.float32), y.data_ptr(), torch.get_num_threads()) != 0:
         raise MemoryError("nesso_linear_int8 could not allocate its activation buffer")
     return y
 

@@ -41,13 +41,36 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight_int8.device.type == "cpu" and cpu_kernels.usable(x):
-            return cpu_kernels.linear_int8(x, self.weight_int8, self.scale)
+            return cpu_kernels.linear_int8(x, (self.weight_int8, self.scale))
         shape = x.shape
+        if self.in_features % 32:  # PyTorch's CPU int8 weight-pack kernel returns garbage in bf16 for such sizes
+            return F.linear(x, self.weight_int8.to(x.dtype) * self.scale.to(x.dtype)[:, None])
         y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(self.scale.dtype), self.weight_int8, self.scale)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
+
+
+def _hooked(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or nn.modules.module._global_forward_hooks
+                or nn.modules.module._global_forward_pre_hooks)
+
+
+def project(x: torch.Tensor, *linears: nn.Module) -> tuple[torch.Tensor, ...]:
+    """``tuple(m(x) for m in linears)`` (q/k/v, or gate/up), in one kernel call when ``x`` is a few no-grad CPU rows
+    and the linears are hook-free projections of one kind: ``KernelLinear`` with bf16 weights and bf16 ``x``, or
+    ``Int8Linear``. Each output equals its projection's own kernel result bit for bit."""
+    if 1 < len(linears) <= 3 and cpu_kernels.usable(x) and not any(_hooked(m) for m in linears):
+        if all(type(m) is KernelLinear and m.bias is None and m.weight.dtype == torch.bfloat16
+               and m.weight.is_contiguous() for m in linears) and x.dtype == torch.bfloat16:
+            y = cpu_kernels.linear_bf16(x, *(m.weight for m in linears))  # type: ignore[arg-type]
+        elif all(type(m) is Int8Linear and m.scale.dtype == linears[0].scale.dtype for m in linears):
+            y = cpu_kernels.linear_int8(x, *((m.weight_int8, m.scale) for m in linears))  # type: ignore[misc]
+        else:
+            return tuple(m(x) for m in linears)
+        return y.split([m.weight.shape[0] if isinstance(m, nn.Linear) else m.out_features for m in linears], -1)
+    return tuple(m(x) for m in linears)
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -67,12 +90,12 @@ def use_kernels(model: nn.Module) -> nn.Module:
     first = next(model.parameters(), None)
     if first is None or first.device.type != "cpu" or not cpu_kernels.available():
         return model
-    from nesso.model import Attention, RMSNorm
+    from nesso.model import MLP, Attention, RMSNorm
 
     for module in model.modules():
         if type(module) is nn.Linear:
             module.__class__ = KernelLinear
-        elif isinstance(module, (Attention, RMSNorm)):
+        elif isinstance(module, (Attention, MLP, RMSNorm)):
             module.kernels = True
     if cpu_kernels.huge_pages_supported():
         _pack_huge_pages(model)
