@@ -18,6 +18,8 @@ from torch import nn
 from nesso import cpu_kernels
 from nesso.errors import NessoError
 
+PREFILL_ROWS = 64  # from this many rows on, an Int8Linear expands its weight and runs the regular matmul
+
 
 class KernelLinear(nn.Linear):
     """An ``nn.Linear`` whose no-grad CPU products over a few bf16 rows (bf16 weight, no bias) use nesso's
@@ -43,7 +45,9 @@ class Int8Linear(nn.Module):
         if self.weight_int8.device.type == "cpu" and cpu_kernels.usable(x):
             return cpu_kernels.linear_int8(x, (self.weight_int8, self.scale))
         shape = x.shape
-        if self.in_features % 32:  # PyTorch's CPU int8 weight-pack kernel returns garbage in bf16 for such sizes
+        if self.in_features % 32 or x.numel() >= PREFILL_ROWS * shape[-1]:
+            # Many rows (prefill): the weight expanded once and the regular matmul beat PyTorch's int8 weight-pack
+            # kernel, which also returns garbage in bf16 when in_features is not a multiple of 32.
             return F.linear(x, self.weight_int8.to(x.dtype) * self.scale.to(x.dtype)[:, None])
         y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(self.scale.dtype), self.weight_int8, self.scale)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
