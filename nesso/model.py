@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nesso import cpu_kernels
 from nesso.config import ModelConfig
+from nesso.quantize import project
 
 
 class RMSNorm(nn.Module):
@@ -20,8 +22,11 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.kernels = False  # nesso.quantize.use_kernels: few-row no-grad bf16 CPU calls take nesso.cpu_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernels and self.weight.dtype == torch.bfloat16 and cpu_kernels.usable_bf16(x):
+            return cpu_kernels.rms_norm_bf16(x, self.weight, self.eps)
         # Normalise in fp32 as HF Llama does, then cast back before the weight multiply.
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -93,29 +98,40 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
+        self.kernels = False  # nesso.quantize.use_kernels: one-token no-grad bf16 CPU steps take nesso.cpu_kernels
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
                 cache: KVCache | None, cache_start: int) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.kernels:  # the three projections in one kernel call where they can be
+            q, k, v = project(x, self.q_proj, self.k_proj, self.v_proj)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        fast = self.kernels and t == 1 and mask is None and cpu_kernels.usable_bf16(x)
+        if fast:
+            q, k = cpu_kernels.rope_bf16(q, cos, sin), cpu_kernels.rope_bf16(k, cos, sin)
+        else:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(cache_start, k, v)
-        is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
-        if mask is None and t > 1 and not is_causal:
-            # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
-            s = k.shape[2]
-            mask = torch.ones(t, s, dtype=torch.bool, device=x.device).tril(diagonal=s - t)
-        gqa = self.num_kv_heads != self.num_heads
-        if t == 1 and x.device.type == "cpu" and q.dtype == torch.bfloat16:
-            # One-token decode on a CPU: PyTorch's bf16 attention kernels are 4-5x slower here than fp32 ones
-            # (measured 2.0 vs 0.45 ms per layer at 1k cached tokens); the fp32 copy costs less than the difference.
-            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=gqa)
-            y = y.to(q.dtype)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=gqa)
+        y = cpu_kernels.decode_attention_bf16(q, k, v) if fast else None
+        if y is None:
+            is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
+            if mask is None and t > 1 and not is_causal:
+                # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
+                s = k.shape[2]
+                mask = torch.ones(t, s, dtype=torch.bool, device=x.device).tril(diagonal=s - t)
+            gqa = self.num_kv_heads != self.num_heads
+            if t == 1 and x.device.type == "cpu" and q.dtype == torch.bfloat16:
+                # One-token decode on a CPU (padded batches, no kernels): PyTorch's bf16 attention is 4-5x slower
+                # here than fp32 (2.0 vs 0.45 ms per layer at 1k cached tokens); the fp32 copy costs less.
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=gqa)
+                y = y.to(q.dtype)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=gqa)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
 
 
@@ -125,9 +141,14 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.kernels = False  # nesso.quantize.use_kernels: gate and up in one kernel call where they can be
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.kernels:
+            gate, up = project(x, self.gate_proj, self.up_proj)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):

@@ -1,12 +1,35 @@
-"""Weight-only int8 quantization for CPU inference: per-output-channel symmetric scales, matmul through
-PyTorch's int8 weight-pack kernel. Training never sees these modules."""
+"""Preparing a loaded model for CPU inference: optional weight-only int8, and nesso's decode kernels for the
+projections. Training never sees any of this: the model's forward stays ``nesso.model``'s, and a prepared
+projection computes with PyTorch's own ops whenever autograd is on, the tensors are not on the CPU, or more than
+a few rows go through it at once (prefill).
+
+int8: per-output-channel symmetric scales; a few rows take ``nesso.cpu_kernels.linear_int8``, more rows
+PyTorch's int8 weight-pack matmul.
+16-bit: every bf16 ``nn.Linear`` becomes a ``KernelLinear`` (same object, parameters, names and hooks; only its
+class changes), whose few-row products take ``nesso.cpu_kernels.linear_bf16``.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from nesso import cpu_kernels
 from nesso.errors import NessoError
+
+PREFILL_ROWS = 64  # from this many rows on, an Int8Linear expands its weight and runs the regular matmul
+
+
+class KernelLinear(nn.Linear):
+    """An ``nn.Linear`` whose no-grad CPU products over a few bf16 rows (bf16 weight, no bias) use nesso's
+    matrix-vector kernel; everything else is ``F.linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if cpu_kernels.usable_bf16(x) and w.dtype == torch.bfloat16 and self.bias is None and w.is_contiguous():
+            return cpu_kernels.linear_bf16(x, w)
+        return F.linear(x, self.weight, self.bias)
 
 
 class Int8Linear(nn.Module):
@@ -19,9 +42,39 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight_int8.device.type == "cpu" and cpu_kernels.usable(x):
+            return cpu_kernels.linear_int8(x, (self.weight_int8, self.scale))
         shape = x.shape
+        if self.in_features % 32 or x.numel() >= PREFILL_ROWS * shape[-1]:
+            # Many rows (prefill): the weight expanded once and the regular matmul beat PyTorch's int8 weight-pack
+            # kernel, which also returns garbage in bf16 when in_features is not a multiple of 32.
+            return F.linear(x, self.weight_int8.to(x.dtype) * self.scale.to(x.dtype)[:, None])
         y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(self.scale.dtype), self.weight_int8, self.scale)
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
+
+
+def _hooked(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or nn.modules.module._global_forward_hooks
+                or nn.modules.module._global_forward_pre_hooks)
+
+
+def project(x: torch.Tensor, *linears: nn.Module) -> tuple[torch.Tensor, ...]:
+    """``tuple(m(x) for m in linears)`` (q/k/v, or gate/up), in one kernel call when ``x`` is a few no-grad CPU rows
+    and the linears are hook-free projections of one kind: ``KernelLinear`` with bf16 weights and bf16 ``x``, or
+    ``Int8Linear``. Each output equals its projection's own kernel result bit for bit."""
+    if 1 < len(linears) <= 3 and cpu_kernels.usable(x) and not any(_hooked(m) for m in linears):
+        if all(type(m) is KernelLinear and m.bias is None and m.weight.dtype == torch.bfloat16
+               and m.weight.is_contiguous() for m in linears) and x.dtype == torch.bfloat16:
+            y = cpu_kernels.linear_bf16(x, *(m.weight for m in linears))  # type: ignore[arg-type]
+        elif all(type(m) is Int8Linear and m.scale.dtype == linears[0].scale.dtype for m in linears):
+            y = cpu_kernels.linear_int8(x, *((m.weight_int8, m.scale) for m in linears))  # type: ignore[misc]
+        else:
+            return tuple(m(x) for m in linears)
+        return y.split([m.weight.shape[0] if isinstance(m, nn.Linear) else m.out_features for m in linears], -1)
+    return tuple(m(x) for m in linears)
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -34,9 +87,43 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return model
 
 
-def maybe_quantize(model: nn.Module, mode: str | None) -> nn.Module:
-    if mode in (None, "none"):
+def use_kernels(model: nn.Module) -> nn.Module:
+    """Route ``model``'s few-row CPU projections through nesso's decode kernels and move the weights they stream
+    into 2 MiB pages, in place. Parameter objects, names, values, hooks and the state dict are unchanged. A no-op
+    (after one warning) when the kernels cannot be built, and for models not on the CPU."""
+    first = next(model.parameters(), None)
+    if first is None or first.device.type != "cpu" or not cpu_kernels.available():
         return model
+    from nesso.model import MLP, Attention, RMSNorm
+
+    for module in model.modules():
+        if type(module) is nn.Linear:
+            module.__class__ = KernelLinear
+        elif isinstance(module, (Attention, MLP, RMSNorm)):
+            module.kernels = True
+    if cpu_kernels.huge_pages_supported():
+        _pack_huge_pages(model)
+    return model
+
+
+@torch.no_grad()
+def _pack_huge_pages(model: nn.Module) -> None:
+    done: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            p = module.weight
+            if id(p) not in done and p.is_contiguous():
+                p.data = cpu_kernels.huge_page_copy(p.data)  # tied weights: the one Parameter, moved once
+                done.add(id(p))
+        elif isinstance(module, Int8Linear):
+            module.weight_int8 = cpu_kernels.huge_page_copy(module.weight_int8.contiguous())
+
+
+def maybe_quantize(model: nn.Module, mode: str | None) -> nn.Module:
+    """Prepare a freshly loaded model for inference (the CLI calls this for ``--quantize``): int8 weights when
+    ``mode`` is 'int8', then nesso's CPU decode kernels (``use_kernels``)."""
+    if mode not in (None, "none", "int8"):
+        raise NessoError(f"unknown quantization {mode!r}; use 'int8' or 'none'")
     if mode == "int8":
-        return quantize_int8(model)
-    raise NessoError(f"unknown quantization {mode!r}; use 'int8' or 'none'")
+        quantize_int8(model)
+    return use_kernels(model)

@@ -1,0 +1,236 @@
+"""nesso's CPU decode kernels (nesso.cpu_kernels, used through nesso.quantize.maybe_quantize): each kernel equals the
+PyTorch op it stands in for, a prepared model decodes like the plain PyTorch forward, training, autograd and LoRA
+are unaffected, there is a fallback without a C compiler, and on the embedded model the 16-bit path stays within
+bf16 tolerance of fp32 and int8 keeps most greedy choices of bf16 (measured over 1,000 positions of real text).
+No timings here: speed is benchmarks/decode.py's job."""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nesso import cpu_kernels
+from nesso.config import ModelConfig
+from nesso.model import RMSNorm, apply_rope, build_model
+from nesso.quantize import Int8Linear, KernelLinear, maybe_quantize, use_kernels
+
+needs_kernels = pytest.mark.skipif(not cpu_kernels.available(), reason="no C compiler: the kernels are off")
+
+# odd sizes on purpose: tails after the vector loops, 3 query heads per key/value head
+TINY = ModelConfig(vocab_size=512, hidden_size=72, intermediate_size=200, num_layers=2, num_heads=6, num_kv_heads=2,
+                   head_dim=12, max_position_embeddings=128)
+
+
+def rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((a.float() - ref.float()).norm() / ref.float().norm()).item()
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+
+
+def teacher_forced(model: nn.Module, rows: torch.Tensor, warm: int = 3) -> torch.Tensor:
+    """fp32 logits [B * (T - warm), V] of one-token decode steps fed the given tokens after a prefill of ``warm``."""
+    b, t = rows.shape
+    outs = []
+    with torch.inference_mode():
+        model.setup_caches(b, t + 1)
+        model(rows[:, :warm], cache_start=0)
+        for p in range(warm, t):
+            outs.append(model(rows[:, p:p + 1], cache_start=p)[:, 0].float())
+    return torch.stack(outs, 1).reshape(-1, outs[0].shape[-1])
+
+
+# ---- each kernel against the op it replaces ---------------------------------------------------------------------
+
+@needs_kernels
+@pytest.mark.parametrize("rows,n,k", [(1, 40, 96), (3, 37, 70), (16, 64, 2600)])
+def test_linear_bf16_equals_f_linear(rows, n, k):
+    g = torch.Generator().manual_seed(rows)
+    x, w = torch.randn(rows, k, generator=g).bfloat16(), torch.randn(n, k, generator=g).bfloat16()
+    with torch.inference_mode():
+        got = cpu_kernels.linear_bf16(x, w)
+    exact = x.float() @ w.float().T
+    assert got.dtype == torch.bfloat16 and got.shape == (rows, n)
+    assert (got.float() - exact).abs().max().item() <= 2 ** -8 * exact.abs().max().item()  # bf16 output rounding
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_linear_int8_equals_the_dequantized_product(dtype):
+    lin = nn.Linear(5000, 33, bias=False)  # k > 4096: the int32 accumulators are flushed on the way
+    q = Int8Linear(lin, dtype)
+    x = torch.randn(4, 5000).to(dtype)
+    with torch.inference_mode():
+        got = q(x)  # 4 rows: the kernel
+    exact = x.float() @ (q.weight_int8.float() * q.scale.float()[:, None]).T
+    assert got.dtype == dtype
+    assert rel_error(got, exact) < (5e-3 if dtype == torch.bfloat16 else 1e-4)  # int16 activations, output dtype
+
+
+@needs_kernels
+def test_norm_rope_and_attention_kernels_equal_pytorch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 72, generator=g).bfloat16()
+    norm = RMSNorm(72, 1e-5).bfloat16()
+    norm.weight.data.uniform_(0.5, 1.5, generator=g)
+    with torch.inference_mode():
+        ref = norm(x)
+        got = cpu_kernels.rms_norm_bf16(x, norm.weight, norm.eps)
+    assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item()
+
+    q = torch.randn(2, 6, 1, 12, generator=g).bfloat16()
+    cos, sin = torch.randn(2, 1, 12, generator=g), torch.randn(2, 1, 12, generator=g)
+    ref = apply_rope(q, cos, sin)
+    got = cpu_kernels.rope_bf16(q, cos, sin)
+    assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item()
+
+    cache = torch.randn(2, 2, 50, 12, generator=g).bfloat16()  # [B, KV, max_len, D]: the kernel reads a view of it
+    k, v = cache[:, :, :37], (cache[:, :, :37] * 0.5 + 0.1)
+    v = cache.clone()[:, :, :37]  # same strides as k
+    ref = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    got = cpu_kernels.decode_attention_bf16(q, k, v)
+    assert got is not None
+    assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item() + 1e-3
+
+
+# ---- a prepared model -------------------------------------------------------------------------------------------
+
+@needs_kernels
+def test_prepared_model_decodes_like_the_pytorch_forward():
+    plain = build_model(TINY, dtype=torch.bfloat16, seed=3).eval()
+    fast = maybe_quantize(copy.deepcopy(plain), "none")
+    assert isinstance(fast.lm_head, KernelLinear) and fast.layers[0].self_attn.kernels
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), plain.state_dict().values()))
+    assert fast.lm_head.weight is fast.embed_tokens.weight  # still tied
+    rows = torch.randint(0, TINY.vocab_size, (2, 30), generator=torch.Generator().manual_seed(0))
+    ref32 = teacher_forced(build_model(TINY, dtype=torch.float32, seed=3).eval(), rows)
+    slow, got = teacher_forced(plain, rows), teacher_forced(fast, rows)
+    assert rel_error(got, slow) < 2e-2  # both bf16, rounded at different places
+    assert rel_error(got, ref32) <= 1.5 * rel_error(slow, ref32) + 1e-3  # as close to fp32 as PyTorch's bf16
+
+
+@needs_kernels
+def test_batched_rows_equal_single_rows():
+    model = maybe_quantize(build_model(TINY, dtype=torch.bfloat16, seed=4).eval(), "int8")
+    rows = torch.randint(0, TINY.vocab_size, (3, 12), generator=torch.Generator().manual_seed(1))
+    together = teacher_forced(model, rows).reshape(3, -1, TINY.vocab_size)
+    for i in range(3):
+        assert torch.equal(together[i], teacher_forced(model, rows[i:i + 1]))  # each row alone, same order
+
+
+@needs_kernels
+def test_training_and_autograd_are_unaffected():
+    plain = build_model(TINY, dtype=torch.bfloat16, seed=5)
+    fast = use_kernels(copy.deepcopy(plain))
+    ids = torch.randint(0, TINY.vocab_size, (1, 1), generator=torch.Generator().manual_seed(2))  # one row: the
+    grads = []  # kernels' size, yet with autograd on both take PyTorch's ops, bit for bit
+    for m in (plain, fast):
+        loss = m(ids).float().logsumexp(-1).sum()
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+
+
+@needs_kernels
+def test_lora_hooks_still_apply_on_a_prepared_model():
+    from nesso.lora import LoraConfig, add_lora
+
+    plain = build_model(TINY, dtype=torch.bfloat16, seed=6).eval()
+    fast = use_kernels(copy.deepcopy(plain))
+    for m in (plain, fast):
+        add_lora(m, LoraConfig(r=4, alpha=8), seed=0)
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.full_like(p, 0.05))  # B != 0: the adapters change the output
+    rows = torch.randint(0, TINY.vocab_size, (1, 10), generator=torch.Generator().manual_seed(3))
+    bare = teacher_forced(use_kernels(build_model(TINY, dtype=torch.bfloat16, seed=6).eval()), rows)
+    slow, got = teacher_forced(plain, rows), teacher_forced(fast, rows)
+    assert rel_error(got, slow) < 2e-2
+    assert rel_error(got, bare) > 10 * rel_error(got, slow)  # the adapters' contribution is there
+
+
+def test_without_a_compiler_it_warns_once_and_uses_pytorch(monkeypatch, tmp_path):
+    monkeypatch.setattr(cpu_kernels, "_lib", None)
+    monkeypatch.setattr(cpu_kernels, "_tried", False)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv(cpu_kernels.ENV_CACHE, str(tmp_path / "cache"))  # no cached build to fall back on
+    with pytest.warns(RuntimeWarning, match="plain PyTorch"):
+        assert not cpu_kernels.available()
+    assert not cpu_kernels.available()  # the second time: no new warning (pytest would fail on an unexpected one)
+    assert cpu_kernels.status().startswith("unavailable")
+    plain = build_model(TINY, dtype=torch.bfloat16, seed=7).eval()
+    prepared = maybe_quantize(copy.deepcopy(plain), "none")
+    assert type(prepared.lm_head) is nn.Linear  # untouched
+    rows = torch.randint(0, TINY.vocab_size, (1, 8), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(teacher_forced(prepared, rows), teacher_forced(plain, rows))
+    int8 = maybe_quantize(copy.deepcopy(plain), "int8")  # PyTorch's int8 weight-pack matmul instead
+    assert agreement(teacher_forced(int8, rows), teacher_forced(plain, rows)) >= 0.8
+
+
+def test_unknown_quantization_is_an_error():
+    from nesso.errors import NessoError
+
+    with pytest.raises(NessoError, match="unknown quantization"):
+        maybe_quantize(build_model(TINY), "int4")
+
+
+# ---- the embedded model: the 16-bit and int8 decode paths on real text -------------------------------------------
+
+def real_text_rows(tokenizer, rows: int, length: int) -> torch.Tensor:
+    """Real English text that does not change under us: the README shipped in the installed torch wheel."""
+    text = importlib.metadata.metadata("torch").get_payload() or ""
+    ids = tokenizer.encode(text)
+    assert len(ids) >= rows * length, "torch's package README is shorter than expected"
+    return torch.tensor(ids[: rows * length]).view(rows, length)
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from nesso.loader import load_model
+
+    return load_model("default")  # SmolLM2-135M-Instruct + nesso's LoRA, merged; fp32
+
+
+@pytest.fixture(scope="module")
+def embedded_bf16(embedded):
+    return maybe_quantize(copy.deepcopy(embedded.model).to(torch.bfloat16).eval(), "none")
+
+
+def median_rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((a - ref).norm(dim=-1) / ref.norm(dim=-1)).median().item()
+
+
+def test_16bit_decode_is_within_bf16_tolerance_of_fp32(embedded, embedded_bf16, one_thread):
+    """Per position the bf16 logits stay within bf16 tolerance of fp32 (median relative error ~2%, as PyTorch's
+    own bf16 forward). A few positions of this model are far more sensitive than that (up to ~1.5x relative
+    error in PyTorch's bf16 forward too), so the bound is on the median, next to PyTorch's."""
+    rows = real_text_rows(embedded.tokenizer, 4, 40)
+    ref = teacher_forced(embedded.model.eval(), rows)  # fp32, plain PyTorch
+    got = teacher_forced(embedded_bf16, rows)
+    eager = teacher_forced(copy.deepcopy(embedded.model).to(torch.bfloat16).eval(), rows)  # PyTorch's bf16 forward
+    assert median_rel_error(got, ref) < 3e-2
+    assert median_rel_error(got, ref) <= 1.25 * median_rel_error(eager, ref) + 1e-3
+
+
+def test_int8_keeps_most_bf16_greedy_choices_on_1000_positions(embedded, embedded_bf16, one_thread):
+    """Measured on this model and text: 0.934 top-1 agreement of int8 with nesso's bf16 path (0.897 with the
+    earlier adapter). The issue asks 0.99, which no 8-bit weight format reaches here: two 16-bit paths (PyTorch's
+    bf16 forward and nesso's kernels) agree only 0.971 with each other and ~0.97 with fp32 on these positions (flat
+    logits, many near-ties). The bound guards against regressions; benchmarks/RESULTS.md has the
+    numbers."""
+    int8 = maybe_quantize(copy.deepcopy(embedded.model).to(torch.bfloat16).eval(), "int8")
+    rows = real_text_rows(embedded.tokenizer, 8, 128)  # 8 x 125 = 1,000 decoded positions
+    ref = teacher_forced(embedded_bf16, rows)
+    got = teacher_forced(int8, rows)
+    assert ref.shape[0] == 1000
+    assert agreement(got, ref) >= 0.85
+    assert median_rel_error(got, ref) < 6e-2  # measured 0.052
