@@ -529,8 +529,10 @@ def run_benchmark(target_ref: str, *, per_cell: int = DEFAULT_PER_CELL, categori
 
         if loaded is None:
             from nesso.loader import load_model
+            from nesso.quantize import maybe_quantize
 
             loaded = load_model(target_ref, dtype=dtype)
+            maybe_quantize(loaded.model.to(device), "none")  # the CPU decode kernels, as `nesso chat` uses them
         engine = Engine(loaded.model.to(device), loaded.tokenizer)
         for constrained in modes:
             target = NessoTarget(engine, constrained, max_tokens, batch_size, progress)
