@@ -71,7 +71,22 @@ def weight_bytes(model: torch.nn.Module) -> int:
 
 # ---- runtimes ------------------------------------------------------------------------------------------------
 
-class NessoRunner:
+class GenerateRunner:
+    """A runtime timed through whole generate calls: decode = (N - 1 tokens) / (time of N - time of 1)."""
+
+    def _generate(self, prompt: list[int], new: int) -> float:
+        raise NotImplementedError
+
+    def decode(self, prompt: list[int], new: int) -> float:
+        first = self._generate(prompt, 1)
+        total = self._generate(prompt, new)
+        return (new - 1) / max(total - first, 1e-9)
+
+    def prefill(self, ids: list[int]) -> float:
+        return len(ids) / self._generate(ids, 1)
+
+
+class NessoRunner(GenerateRunner):
     def __init__(self, name: str, model: torch.nn.Module, tokenizer) -> None:
         from nesso.engine import Engine
 
@@ -89,16 +104,9 @@ class NessoRunner:
         assert out.completion_tokens == new, out.completion_tokens
         return elapsed
 
-    def decode(self, prompt: list[int], new: int) -> float:
-        first = self._generate(prompt, 1)
-        total = self._generate(prompt, new)
-        return (new - 1) / max(total - first, 1e-9)
-
-    def prefill(self, ids: list[int]) -> float:
-        return len(ids) / self._generate(ids, 1)
 
 
-class HFRunner:
+class HFRunner(GenerateRunner):
     def __init__(self, name: str, model, nbytes: int) -> None:
         self.name, self.model, self.bytes = name, model, nbytes
 
@@ -110,13 +118,6 @@ class HFRunner:
                             do_sample=False, pad_token_id=0)
         return time.perf_counter() - start
 
-    def decode(self, prompt: list[int], new: int) -> float:
-        first = self._generate(prompt, 1)
-        total = self._generate(prompt, new)
-        return (new - 1) / max(total - first, 1e-9)
-
-    def prefill(self, ids: list[int]) -> float:
-        return len(ids) / self._generate(ids, 1)
 
 
 class LlamaCppRunner:
