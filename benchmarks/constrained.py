@@ -59,7 +59,8 @@ def overhead(engine: Engine, rows: list[dict], tokens: int) -> None:
         for m in modes[1:]) + f" | mask {statistics.median(mask_ms):.3f} ms/token")
 
 
-def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int, max_tokens: int) -> None:
+def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int, max_tokens: int,
+             out_path: str | None = None) -> None:
     if n <= 0:
         return
     comp = compiler_for(engine.tokenizer, engine.model.config.vocab_size)
@@ -100,13 +101,18 @@ def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int, ma
                 if kind == "named":
                     ok = ok and all(c.name == spec["function"]["name"] for c in parsed.calls)
             valid += ok
-            if not ok and len(failures) < 3:
-                failures.append((kind, out.finish_reason, out.text[:160]))
+            if not ok:
+                failures.append((kind, out.finish_reason, out.text))
     secs = time.perf_counter() - started
     print(f"(b) {valid}/{n} constrained outputs parse and validate ({finished} ended by the grammar/eos, "
           f"{n - finished} hit max_tokens={max_tokens}); {calls} tool calls; {secs:.0f} s")
-    for f in failures:
-        print("    not valid:", f)
+    cut = sum(f[1] == "length" for f in failures)
+    print(f"    not valid: {len(failures)}, of which {cut} were cut by max_tokens (finish_reason 'length')")
+    for kind, reason, text in failures[:3]:
+        print("    not valid:", (kind, reason, text[:160]))
+    if out_path:
+        with open(out_path, "w", encoding="utf-8") as f:
+            json.dump([{"kind": k, "finish_reason": r, "text": t} for k, r, t in failures], f, ensure_ascii=False, indent=1)
 
 
 def main() -> None:
@@ -120,6 +126,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=160, help="new tokens per validity run")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--failures", help="write every output that did not validate to this JSON file")
     args = ap.parse_args()
     torch.manual_seed(0)
     loaded = load_model(args.model, dtype=args.dtype)
@@ -132,7 +139,8 @@ def main() -> None:
     if not args.skip_overhead:
         tool_rows = [r for r in rows if r["tools"]][: args.prompts]
         overhead(engine, tool_rows, args.tokens)
-    validity(engine, rows, args.n, args.batch, seed=0, max_tokens=args.max_tokens)
+    validity(engine, rows, args.n, args.batch, seed=0, max_tokens=args.max_tokens,
+             out_path=args.failures)
 
 
 if __name__ == "__main__":
