@@ -71,6 +71,15 @@ def _positive(value: float | int | None, flag: str) -> None:
         raise NessoError(f"{flag} must be positive (got {value})")
 
 
+def _require_cuda(device: str | None) -> None:
+    """A --device cuda[:N] on a machine whose torch sees no GPU is a clear error, before anything is loaded."""
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NessoError(f"--device {device}: no CUDA GPU is available to this torch; leave --device out")
+
+
 def cmd_lm(args: argparse.Namespace) -> int:
     _positive(args.limit, "--limit")
     _positive(args.batch_size, "--batch-size")
@@ -79,11 +88,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
     for d in args.include_path:
         if not Path(d).is_dir():
             raise NessoError(f"--include-path {d} is not a directory")
-    if args.device and args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise NessoError(f"--device {args.device}: no CUDA GPU is available to this torch; leave --device out")
+    _require_cuda(args.device)
     from nesso.eval import lm, table
 
     tasks = lm.parse_tasks(args.tasks)
@@ -172,11 +177,7 @@ def cmd_fc(args: argparse.Namespace) -> int:
     langs = [args.lang] if args.lang else None
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise NessoError(f"--device {args.device!r}: use cpu or cuda")
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise NessoError(f"--device {args.device}: no CUDA GPU is available to this torch; leave --device out")
+    _require_cuda(args.device)
     modes = (True, False) if args.compare_constrained else ((False,) if args.no_constrain else (True,))
     cases = fc.build_cases(args.limit, categories, langs)  # validates before a model is loaded
     turns = sum(len(c.turns) for c in cases) * (1 if is_url else len(modes))
