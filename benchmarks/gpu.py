@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from nesso.config import get_preset
 from nesso.model import build_model
-from nesso.train import PEAK_FLOPS
+from nesso.train import device_peak_flops
 
 
 def timed(fn, repeats: int) -> float:
@@ -97,7 +97,7 @@ def fsdp(cfg, batch: int, seq: int, steps: int, device: str = "cuda") -> dict:
                        loss_chunk_tokens=4096, export_hf=False)
     info = DistInfo(rank=0, world=1, local_rank=0, device=dev)
     tokens = batch * seq
-    peak = next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name()), None) if cuda else None
+    peak = device_peak_flops(dev)
     out: dict = {}
     for name, use_fsdp in (("fsdp2", True), ("autocast", False)):
         if cuda:

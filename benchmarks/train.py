@@ -235,14 +235,12 @@ def main() -> None:
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}; model "
           f"{recipe.model.num_parameters()['total'] / 1e6:.1f}M params, {tokens} tokens/step, {args.steps} timed steps "
           f"after {args.warmup} warm-up, interleaved")
-    from nesso.train import CPU_PEAK_FLOPS, PEAK_FLOPS
+    from nesso.train import device_peak_flops
 
+    peak = device_peak_flops(torch.device(args.device), recipe.train.dtype)
     if args.device == "cuda":
         gpu = torch.cuda.get_device_name()
-        peak = next((v for k, v in PEAK_FLOPS.items() if k in gpu), None)
         print(f"gpu: {gpu}, dense bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else f"gpu: {gpu} (peak unknown)")
-    else:
-        peak = CPU_PEAK_FLOPS[recipe.train.dtype]
     flops_per_token = recipe.model.flops_per_token(recipe.train.seq_len)
     print(f"{'contender':<24} {'median s/step':>14} {'tok/s':>9} {'MFU':>7} {'peak mem GB':>12}")
     summary = {}

@@ -59,6 +59,14 @@ PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 CPU_PEAK_FLOPS = {"bf16": 395e9, "fp32": 142e9}
 
 
+def device_peak_flops(device: torch.device, dtype: str = "bf16") -> float | None:
+    """Peak FLOP/s of ``device`` for MFU: the GPU's dense bf16 peak by name (None when unknown), or this CPU's."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    return CPU_PEAK_FLOPS[dtype]
+
+
 # ---- configuration ------------------------------------------------------------------------------------------
 @dataclass
 class TrainConfig:
@@ -322,13 +330,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def peak_flops(self) -> float | None:
-        if self.cfg.peak_flops:
-            return self.cfg.peak_flops
-        dev = self.dist.device
-        if dev.type == "cuda":
-            name = torch.cuda.get_device_name(dev)
-            return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-        return CPU_PEAK_FLOPS[self.cfg.dtype]
+        return self.cfg.peak_flops or device_peak_flops(self.dist.device, self.cfg.dtype)
 
     def _memory_gb(self) -> float:
         if self.dist.device.type == "cuda":
