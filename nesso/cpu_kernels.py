@@ -453,8 +453,7 @@ def usable(x: torch.Tensor) -> bool:
 
 def usable_bf16(x: torch.Tensor) -> bool:
     """``usable`` for a bf16 ``x``."""
-    return (_lib is not None and x.dtype == torch.bfloat16 and not torch.is_grad_enabled()
-            and x.device.type == "cpu" and x.numel() <= MAX_ROWS * x.shape[-1])
+    return x.dtype == torch.bfloat16 and usable(x)
 
 
 def linear_bf16(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
