@@ -22,6 +22,7 @@ from nesso.agentic_data import generate
 from nesso.engine import Engine, SamplingParams
 from nesso.grammar import compiler_for
 from nesso.loader import load_model
+from nesso.quantize import maybe_quantize
 from nesso.toolcalls import parse_tool_calls
 
 
@@ -105,8 +106,9 @@ def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int, ma
                 failures.append((kind, out.finish_reason, out.text))
     secs = time.perf_counter() - started
     print(f"(b) {valid}/{n} constrained outputs parse and validate ({finished} ended by the grammar/eos, "
-          f"{n - finished} hit max_tokens={max_tokens}); {calls} tool calls; {secs:.0f} s")
+          f"{n - finished} reached max_tokens={max_tokens}); {calls} tool calls; {secs:.0f} s")
     cut = sum(f[1] == "length" for f in failures)
+    print(f"    reached max_tokens and still valid (closed by the structure guard): {n - finished - cut}")
     print(f"    not valid: {len(failures)}, of which {cut} were cut by max_tokens (finish_reason 'length')")
     for kind, reason, text in failures[:3]:
         print("    not valid:", (kind, reason, text[:160]))
@@ -130,6 +132,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     loaded = load_model(args.model, dtype=args.dtype)
+    if args.device == "cpu":
+        maybe_quantize(loaded.model, "none")  # the CPU decode kernels, as nesso's CLI uses them
     engine = Engine(loaded.model.to(args.device), loaded.tokenizer)
     data = generate(max(args.n, 200), seed=1)
     rows = data["train"] + data["heldout"]

@@ -25,6 +25,8 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    # Constrained outputs: no token loops inside tool calls / JSON, closed in time to fit max_tokens (_fit).
+    structure_guard: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -76,6 +78,13 @@ class Constraint:
     def structured(self) -> bool:  # True while inside JSON (no repetition penalty there)
         return True
 
+    def tokens_to_finish(self, after: int) -> int | None:
+        """Tokens a complete output needs after ``after`` along the closing path (None: this grammar cannot tell)."""
+        return None
+
+    def closing_token(self) -> int:  # the first token of the closing path from here
+        raise NotImplementedError
+
 
 class _Detokenizer:
     """Incremental text from ids: emits only complete UTF-8 characters, decodes a small window per step."""
@@ -102,6 +111,7 @@ class _Sequence:
         self.text = ""
         self.detok = _Detokenizer(tokenizer)
         self.finish: str | None = None
+        self.closing = False  # the structure guard closed the output to fit max_tokens
         self.emitted = 0  # chars of self.text already streamed
         self.holdback = max((len(s) for s in params.stop), default=0)
         self.generator = None
@@ -246,11 +256,36 @@ class Engine:
             pos += 1
             next_positions += 1
 
+    def _fit(self, seq: _Sequence, tok: int) -> int:
+        """Keep a constrained output completable within max_tokens (part of the structure guard).
+
+        A 135M model can loop inside a free JSON string ("ogre/ogre/ogre/...") until max_tokens cuts the output,
+        which would leave it invalid. Near the end of the budget, each token the model picks is checked: if after
+        it the grammar's shortest way to a complete output (close the string, then the brackets, then end) no
+        longer fits in the tokens left, the first token of that way is taken instead. The output then stays valid;
+        its finish_reason is "length", since the budget, not the model, ended it."""
+        c = seq.constraint
+        if c is None or not seq.params.structure_guard or tok in self.stop_ids:
+            return tok
+        left = seq.params.max_tokens - len(seq.out)
+        if left > CLOSE_WINDOW:
+            return tok
+        need = c.tokens_to_finish(after=tok)
+        if need is None or need <= left - 1:
+            return tok
+        seq.closing = True
+        return c.closing_token()
+
     def _sample(self, seq: _Sequence, logits: torch.Tensor) -> int:
         p = seq.params
         logits = logits.clone()
         if seq.constraint is not None:
             allowed = seq.constraint.allowed()
+            if p.structure_guard and seq.in_structured_region():
+                # A token that would extend a loop inside the JSON is banned where the grammar allows another.
+                banned = loop_continuation(seq.out)
+                if banned is not None and banned < allowed.shape[0] and allowed[banned] and int(allowed.sum()) > 1:
+                    allowed[banned] = False
             logits[: allowed.shape[0]].masked_fill_(~allowed.to(logits.device), float("-inf"))
             logits[allowed.shape[0]:] = float("-inf")
             if torch.isinf(logits).all():
@@ -260,7 +295,7 @@ class Engine:
             vals = logits[seen]
             logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
         if p.temperature == 0:
-            return int(torch.argmax(logits))
+            return self._fit(seq, int(torch.argmax(logits)))
         logits = logits / p.temperature
         if p.top_k and p.top_k < logits.shape[0]:
             kth = torch.topk(logits, p.top_k).values[-1]
@@ -272,14 +307,14 @@ class Engine:
             drop = cum - sorted_probs > p.top_p
             sorted_probs[drop] = 0.0
             probs = torch.zeros_like(probs).scatter_(0, idx, sorted_probs)
-        return int(torch.multinomial(probs.cpu(), 1, generator=seq.generator))
+        return self._fit(seq, int(torch.multinomial(probs.cpu(), 1, generator=seq.generator)))
 
     def _accept(self, seq: _Sequence, tok: int) -> None:
         seq.sampled.append(tok)
         if seq.constraint is not None:
             seq.constraint.advance(tok)
         if tok in self.stop_ids:
-            seq.finish = "stop"
+            seq.finish = "length" if seq.closing else "stop"
             return
         seq.out.append(tok)
         seq.text += seq.detok.push(tok)
@@ -290,7 +325,7 @@ class Engine:
                 seq.finish = "stop"
                 return
         if seq.constraint is not None and seq.constraint.done:
-            seq.finish = "stop"
+            seq.finish = "length" if seq.closing else "stop"
         elif len(seq.out) >= seq.params.max_tokens:
             seq.finish = "length"
 
@@ -499,6 +534,23 @@ class ContinuousBatch:
             return
         if not seq.finish:
             self.pending[row] = tok
+
+
+LOOP_PERIOD, LOOP_SPAN = 16, 12
+CLOSE_WINDOW = 64  # the budget check runs over the last this many tokens (a longer closing path is not looked for)
+
+
+def loop_continuation(ids: list[int], max_period: int = LOOP_PERIOD, min_span: int = LOOP_SPAN) -> int | None:
+    """The token that would extend a loop at the end of ``ids``: the shortest cycle of at most ``max_period`` tokens
+    that the last ``max(min_span, 2 * period + 1)`` tokens repeat. None when the end is not such a loop."""
+    n = len(ids)
+    for period in range(1, max_period + 1):
+        span = max(min_span, 2 * period + 1)
+        if n < span:
+            break
+        if all(ids[-i] == ids[-i - period] for i in range(1, span - period + 1)):
+            return ids[-period]
+    return None
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nesso.engine import TOOL_CLOSE, TOOL_OPEN, Constraint
+from nesso.engine import CLOSE_WINDOW, TOOL_CLOSE, TOOL_OPEN, Constraint
 from nesso.errors import NessoError
 from nesso.tokenizer import Tokenizer
 
@@ -163,6 +163,31 @@ class GrammarCompiler:
                                             eos_token=sorted(tokenizer.stop_ids))
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._tokenizer = tokenizer
+        self._closers: list[np.ndarray] | None = None
+
+    def closers(self) -> list[np.ndarray]:
+        """Token ids that finish an output, best first: end of sequence; a quote (closing the open string) with
+        only closing brackets after it; closing brackets alone. Within a tier the longest text comes first."""
+        if self._closers is None:
+            n = min(self._tokenizer.vocab_size, self.vocab_size)
+            texts = self._tokenizer.backend.decode_batch([[i] for i in range(n)], skip_special_tokens=False)
+            quote, bracket = [], []
+            for i, text in enumerate(texts):
+                t = text.strip()
+                if not t or "\ufffd" in t:
+                    continue
+                if t[0] == '"' and set(t[1:]) <= set('"}]'):
+                    quote.append(i)
+                elif set(t) <= set("}]"):
+                    bracket.append(i)
+
+            def longest_first(ids: list[int]) -> np.ndarray:
+                return np.array(sorted(ids, key=lambda i: (-len(texts[i]), i)), dtype=np.int64)
+
+            stops = np.array(sorted(i for i in self._tokenizer.stop_ids if i < self.vocab_size), dtype=np.int64)
+            self._closers = [stops, longest_first(quote), longest_first(bracket)]
+        return self._closers
 
     def compile(self, lark: str) -> str:
         with self._lock:
@@ -214,10 +239,45 @@ class LLGuidanceConstraint(Constraint):
             raise NessoError(f"the grammar cannot be used: {_short(self.matcher.get_error())}")
         self._structured = structured
 
+    def _mask(self, matcher: Any) -> np.ndarray:
+        bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
+        return np.unpackbits(bits, bitorder="little")[: self.compiler.vocab_size].astype(bool)
+
     def allowed(self) -> torch.Tensor:
-        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
-        mask = np.unpackbits(bits, bitorder="little")[: self.compiler.vocab_size]
-        return torch.from_numpy(mask.astype(bool))
+        return torch.from_numpy(self._mask(self.matcher))
+
+    def _closing_step(self, matcher: Any) -> int | None:
+        """The closing path's next token: the best legal closer, else (a digit, a required key, a string's
+        minLength) the lowest legal id."""
+        bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)  # tested bit by bit: no full unpack
+        for tier in self.compiler.closers():
+            ok = tier[(bits[tier >> 3] >> (tier & 7)) & 1 == 1]
+            if ok.size:
+                return int(ok[0])
+        nonzero = np.flatnonzero(bits)
+        if not nonzero.size:
+            return None
+        byte = int(nonzero[0])
+        tok = byte * 8 + (int(bits[byte]) & -int(bits[byte])).bit_length() - 1
+        return tok if tok < self.compiler.vocab_size else None
+
+    def tokens_to_finish(self, after: int) -> int | None:
+        m = self.matcher.deep_copy()
+        if not m.consume_token(after):
+            return CLOSE_WINDOW + 1
+        for n in range(CLOSE_WINDOW + 1):
+            if m.is_accepting() or m.is_stopped():
+                return n
+            tok = self._closing_step(m)
+            if tok is None or not m.consume_token(tok):
+                break
+        return CLOSE_WINDOW + 1
+
+    def closing_token(self) -> int:
+        tok = self._closing_step(self.matcher)
+        if tok is None:
+            raise NessoError("the grammar allows no token here (constraint error)")
+        return tok
 
     def advance(self, token: int) -> None:
         if not self.matcher.consume_token(token):

@@ -38,6 +38,16 @@ def test_run_json_schema(capsys, tmp_path):
     assert set(value) == {"city", "country"}
 
 
+def test_run_json_schema_cut_by_max_tokens_is_still_valid(capsys, tmp_path):
+    schema = {"type": "object", "properties": {"description": {"type": "string"}}, "required": ["description"]}
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema))
+    code, out, err = run(capsys, "run", "Describe the Colosseum in great detail.", "--json-schema", str(path),
+                         "--max-tokens", "10")
+    assert code != 0 and "closed early so that it stays valid" in err and "raise --max-tokens" in err
+    assert set(json.loads(out)) == {"description"}
+
+
 @pytest.mark.parametrize("argv,message", [
     (["run", "x", "--json-schema", "/nope/schema.json"], "does not exist"),
     (["run", "x", "--tool-choice", "nonexistent_tool"], "is not one of the tools"),

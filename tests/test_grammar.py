@@ -66,11 +66,10 @@ def test_named_choice_calls_only_that_tool(engine, seed):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_parallel_calls_are_each_valid(engine, seed):
-    # A random model may keep adding calls until max_tokens: every call it closed must be valid.
+    # A random model may keep adding calls until max_tokens; the structure guard closes the last one in time.
     out = generate(engine, compiler(engine).for_tools(TOOLS, "required"), seed, max_tokens=120)
     parsed = parse_tool_calls(out.text, TOOLS)
-    assert len(parsed.calls) >= 1
-    assert len(parsed.errors) == (1 if out.finish_reason == "length" else 0)
+    assert len(parsed.calls) >= 1 and not parsed.errors, out.text
     for call in parsed.calls:
         jsonschema.validate(call.arguments, SCHEMAS[call.name])
 
@@ -163,3 +162,84 @@ def test_bad_tools_and_choices(engine, tools, choice, message):
 def test_tool_choice_forms():
     assert ToolChoice.parse(None).mode == "auto"
     assert ToolChoice.parse({"type": "function", "function": {"name": "f"}}) == ToolChoice("named", "f")
+
+
+# ---- structure guard: no loops inside the JSON, and always closed within max_tokens ----------------------------
+FREE = {"type": "object", "properties": {"notes": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+                                        "count": {"type": "integer"}}, "required": ["notes", "tags", "count"]}
+FREE_TOOL = [{"type": "function", "function": {"name": "save", "parameters": FREE}}]
+
+
+@pytest.mark.parametrize("max_tokens", [24, 40, 64])
+def test_guard_closes_unbounded_json_within_max_tokens(engine, max_tokens):
+    # A random model at temperature 1 almost never closes a free string by itself: unguarded, the budget cuts it.
+    cut = 0
+    for seed in range(3):
+        out = generate(engine, compiler(engine).for_json(FREE), seed, max_tokens)
+        assert out.completion_tokens <= max_tokens
+        jsonschema.validate(json.loads(out.text), FREE)
+        assert out.finish_reason == "length"  # the budget, not the model, ended it
+        raw = engine.generate(out_prompt(engine), SamplingParams(max_tokens=max_tokens, temperature=1.0, seed=seed,
+                                                                 structure_guard=False), compiler(engine).for_json(FREE))
+        cut += not _valid_json(raw.text, FREE)
+    assert cut >= 2
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_guard_closes_tool_calls_within_max_tokens(engine, parallel):
+    for seed in range(3):
+        out = generate(engine, compiler(engine).for_tools(FREE_TOOL, "required", parallel=parallel), seed, 48)
+        parsed = parse_tool_calls(out.text, FREE_TOOL)
+        assert parsed.calls and not parsed.errors, out.text
+        assert out.completion_tokens <= 48
+
+
+def test_guard_keeps_outputs_that_fit(engine):
+    # Budget to spare: the guard changes nothing, the grammar ends the output.
+    out = generate(engine, compiler(engine).for_tools(TOOLS, "required", parallel=False), 0, 160)
+    assert out.finish_reason == "stop"
+
+
+def out_prompt(engine):
+    return engine.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+
+
+def _valid_json(text, schema):
+    try:
+        jsonschema.validate(json.loads(text), schema)
+        return True
+    except (json.JSONDecodeError, jsonschema.ValidationError):
+        return False
+
+
+def test_loop_continuation():
+    from nesso.engine import loop_continuation
+
+    assert loop_continuation([7] * 12) == 7
+    assert loop_continuation([7] * 11) is None  # shorter than the span
+    cycle = [1, 2, 3]
+    assert loop_continuation([9, 9] + cycle * 4) == 1  # 12 tokens repeating (1 2 3): next would be 1
+    assert loop_continuation(cycle * 4 + [1]) == 2
+    assert loop_continuation(list(range(30))) is None
+    ten = list(range(10))
+    assert loop_continuation(ten * 2) is None  # a 10-token cycle needs 21 tokens
+    assert loop_continuation(ten * 2 + [0]) == 1
+
+
+def test_guard_breaks_a_real_models_loop_in_a_tool_argument(smollm_bf16):
+    """The embedded base model copies a looping path into the argument; the guard bans the token that extends the
+    loop, so the call ends with budget to spare instead of being cut."""
+    engine = Engine(smollm_bf16.model, smollm_bf16.tokenizer)
+    tools = [{"type": "function", "function": {"name": "list_files", "parameters": {
+        "type": "object", "properties": {"directory": {"type": "string"}}, "required": ["directory"]}}}]
+    prompt = engine.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "List the files in /home/user/" + "ogre/" * 40}], tools, add_generation_prompt=True)
+    comp = compiler_for(engine.tokenizer, engine.model.config.vocab_size)
+    for guard in (True, False):
+        out = engine.generate(prompt, SamplingParams(max_tokens=96, structure_guard=guard), comp.for_tools(tools, "required"))
+        parsed = parse_tool_calls(out.text, tools)
+        if guard:
+            assert parsed.calls and not parsed.errors, out.text
+            assert parsed.calls[0].arguments["directory"].count("ogre") < 10
+        else:
+            assert out.finish_reason == "length" and parsed.errors, out.text  # what the guard prevents

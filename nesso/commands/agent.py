@@ -176,7 +176,15 @@ def _run_json(args: argparse.Namespace) -> int:
     out = engine.generate(prompt, SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature), constraint)
     print(out.text)
     if out.finish_reason == "length":
-        raise NessoError(f"the JSON did not finish within --max-tokens {args.max_tokens}; raise it")
+        import jsonschema
+
+        try:
+            jsonschema.validate(json.loads(out.text), schema)
+            how = "the JSON above was closed early so that it stays valid"
+        except (json.JSONDecodeError, jsonschema.ValidationError):
+            how = "the JSON above is cut short"
+        raise NessoError(f"the answer reached --max-tokens {args.max_tokens} before the model finished it ({how}); "
+                         "raise --max-tokens for the whole answer")
     return 0
 
 
