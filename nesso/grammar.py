@@ -265,12 +265,19 @@ class LLGuidanceConstraint(Constraint):
         m = self.matcher.deep_copy()
         if not m.consume_token(after):
             return CLOSE_WINDOW + 1
-        for n in range(CLOSE_WINDOW + 1):
+        n = 0
+        while n <= CLOSE_WINDOW:
             if m.is_accepting() or m.is_stopped():
                 return n
+            forced = m.compute_ff_tokens()  # tags and keys: a run of single-choice tokens in one call
+            if forced:
+                m.consume_tokens(forced)
+                n += len(forced)
+                continue
             tok = self._closing_step(m)
             if tok is None or not m.consume_token(tok):
                 break
+            n += 1
         return CLOSE_WINDOW + 1
 
     def closing_token(self) -> int:

@@ -243,3 +243,15 @@ def test_guard_breaks_a_real_models_loop_in_a_tool_argument(smollm_bf16):
             assert parsed.calls[0].arguments["directory"].count("ogre") < 10
         else:
             assert out.finish_reason == "length" and parsed.errors, out.text  # what the guard prevents
+
+
+def test_guard_needs_only_the_closing_path_length(engine):
+    # The closing path, counted on a copy of the matcher (an upper bound of the shortest complete call: where the
+    # path takes the lowest legal id, the model may need fewer tokens), fits a budget of exactly its length.
+    c = compiler(engine).for_tools(FREE_TOOL, "required", parallel=False)
+    path = 1 + c.tokens_to_finish(after=c.closing_token())
+    for budget, complete in ((path, True), (10, False)):
+        for seed in range(2):
+            out = generate(engine, compiler(engine).for_tools(FREE_TOOL, "required", parallel=False), seed, budget)
+            parsed = parse_tool_calls(out.text, FREE_TOOL)
+            assert (len(parsed.calls) == 1 and not parsed.errors) == complete, (budget, out.text)
