@@ -25,8 +25,10 @@ class RMSNorm(nn.Module):
         self.kernels = False  # nesso.quantize.use_kernels: few-row no-grad bf16 CPU calls take nesso.cpu_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernels and self.weight.dtype == torch.bfloat16 and cpu_kernels.usable_bf16(x):
-            return cpu_kernels.rms_norm_bf16(x, self.weight, self.eps)
+        if self.kernels:
+            w = self._parameters["weight"]  # not nn.Module.__getattr__: it is slow
+            if w.dtype == torch.bfloat16 and cpu_kernels.usable_bf16(x):
+                return cpu_kernels.rms_norm_bf16(x, w, self.eps)
         # Normalise in fp32 as HF Llama does, then cast back before the weight multiply.
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -35,9 +37,11 @@ class RMSNorm(nn.Module):
     def add_forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x + residual, self(x + residual))``: a residual add and this norm, in one kernel call where
         ``forward`` would take the kernel (and the module has no hooks)."""
-        if (self.kernels and self.weight.dtype == torch.bfloat16 and residual.dtype == torch.bfloat16
-                and residual.shape == x.shape and cpu_kernels.usable_bf16(x) and not _hooked(self)):
-            return cpu_kernels.rms_norm_bf16(x, self.weight, self.eps, residual)  # type: ignore[return-value]
+        if self.kernels:
+            w = self._parameters["weight"]
+            if (w.dtype == torch.bfloat16 and residual.dtype == torch.bfloat16 and residual.shape == x.shape
+                    and cpu_kernels.usable_bf16(x) and not _hooked(self)):
+                return cpu_kernels.rms_norm_bf16(x, w, self.eps, residual)  # type: ignore[return-value]
         x = x + residual
         return x, self(x)
 
@@ -116,8 +120,9 @@ class Attention(nn.Module):
             q, k, v = project(x, self.q_proj, self.k_proj, self.v_proj)
             if t == 1 and mask is None and type(cache) is KVCache:
                 # One-token decode: RoPE, the cache write and the attention in one kernel call where it can be.
-                y = cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache.k, cache.v, cache_start,
-                                                          self.num_heads, self.num_kv_heads)
+                buffers = cache._buffers
+                y = cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, buffers["k"], buffers["v"],
+                                                          cache_start, self.num_heads, self.num_kv_heads)
                 if y is not None:
                     return self.o_proj(y)
         else:

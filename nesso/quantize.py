@@ -26,10 +26,10 @@ class KernelLinear(nn.Linear):
     matrix-vector kernel; everything else is ``F.linear``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight
-        if cpu_kernels.usable_bf16(x) and w.dtype == torch.bfloat16 and self.bias is None and w.is_contiguous():
+        w, bias = self._parameters["weight"], self._parameters["bias"]  # not nn.Module.__getattr__: it is slow
+        if bias is None and w.dtype == torch.bfloat16 and cpu_kernels.usable_bf16(x) and w.is_contiguous():
             return cpu_kernels.linear_bf16(x, w)
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, w, bias)
 
 
 class Int8Linear(nn.Module):
@@ -61,42 +61,45 @@ def _hooked(m: nn.Module) -> bool:
                 or nn.modules.module._global_forward_pre_hooks)
 
 
-def _fused(x: torch.Tensor, linears: tuple[nn.Module, ...], glu: bool = False) -> torch.Tensor | None:
-    """``torch.cat([m(x) for m in linears], -1)`` in one kernel call, or None when that is not possible: ``x`` is not
-    a few no-grad CPU rows, a linear has hooks, or the linears are not all ``KernelLinear`` with bf16 weights (and a
-    bf16 ``x``) or all ``Int8Linear``. With ``glu`` the input of the product is ``F.silu(gate) * up`` for
-    ``x = [gate | up]`` (twice the linears' input features)."""
+def _fused(x: torch.Tensor, linears: tuple[nn.Module, ...],
+           glu: bool = False) -> tuple[torch.Tensor, list[int]] | None:
+    """``torch.cat([m(x) for m in linears], -1)`` in one kernel call and each linear's output size, or None when that
+    is not possible: ``x`` is not a few no-grad CPU rows, a linear has hooks, or the linears are not all
+    ``KernelLinear`` with bf16 weights (and a bf16 ``x``) or all ``Int8Linear``. With ``glu`` the input of the
+    product is ``F.silu(gate) * up`` for ``x = [gate | up]`` (twice the linears' input features)."""
     if not cpu_kernels.usable(x):
         return None
     kind = type(linears[0])
     k = x.shape[-1] >> glu
-    if kind is KernelLinear:
+    if glu and x.shape[-1] != 2 * k:
+        return None
+    sizes = []
+    if kind is KernelLinear:  # (module attributes through _parameters / _buffers: nn.Module.__getattr__ is slow)
         weights = []
         for m in linears:
+            if type(m) is not kind or _hooked(m):
+                return None
             w = m._parameters["weight"]
-            if (type(m) is not kind or _hooked(m) or m.bias is not None or w.dtype != torch.bfloat16
-                    or not w.is_contiguous() or w.shape[1] != k):
+            if (m._parameters["bias"] is not None or w.dtype != torch.bfloat16 or not w.is_contiguous()
+                    or w.shape[1] != k):
                 return None
             weights.append(w)
-        if x.dtype != torch.bfloat16 or (glu and x.shape[-1] != 2 * k):
+            sizes.append(w.shape[0])
+        if x.dtype != torch.bfloat16:
             return None
-        return cpu_kernels.linear_bf16(x, *weights, glu=glu)
+        return cpu_kernels.linear_bf16(x, *weights, glu=glu), sizes
     if kind is Int8Linear:
         pairs = []
         for m in linears:
+            if type(m) is not kind or _hooked(m):
+                return None
             q, scale = m._buffers["weight_int8"], m._buffers["scale"]
-            if (type(m) is not kind or _hooked(m) or not q.is_cpu or scale.dtype != linears[0].scale.dtype
-                    or q.shape[1] != k):
+            if not q.is_cpu or scale.dtype != (pairs[0][1].dtype if pairs else scale.dtype) or q.shape[1] != k:
                 return None
             pairs.append((q, scale))
-        if glu and x.shape[-1] != 2 * k:
-            return None
-        return cpu_kernels.linear_int8(x, *pairs, glu=glu)
+            sizes.append(q.shape[0])
+        return cpu_kernels.linear_int8(x, *pairs, glu=glu), sizes
     return None
-
-
-def _out_features(m: nn.Module) -> int:
-    return m.weight.shape[0] if isinstance(m, nn.Linear) else m.out_features  # type: ignore[return-value]
 
 
 def project(x: torch.Tensor, *linears: nn.Module) -> tuple[torch.Tensor, ...]:
@@ -104,24 +107,23 @@ def project(x: torch.Tensor, *linears: nn.Module) -> tuple[torch.Tensor, ...]:
     and the linears are hook-free projections of one kind: ``KernelLinear`` with bf16 weights and bf16 ``x``, or
     ``Int8Linear``. Each output equals its projection's own kernel result bit for bit (the outputs are then views
     of one tensor, split along the last dimension)."""
-    y = _fused(x, linears) if 1 < len(linears) <= 3 else None
-    if y is None:
+    fused = _fused(x, linears) if 1 < len(linears) <= 3 else None
+    if fused is None:
         return tuple(m(x) for m in linears)
-    return y.split_with_sizes([_out_features(m) for m in linears], -1)
+    return fused[0].split_with_sizes(fused[1], -1)
 
 
 def project_glu(x: torch.Tensor, gate: nn.Module, up: nn.Module, down: nn.Module) -> torch.Tensor:
     """``down(F.silu(gate(x)) * up(x))``, the SwiGLU MLP: gate and up in one kernel call and the SwiGLU with the
     down projection in a second where ``project``'s conditions hold (for ``down`` too); otherwise PyTorch's ops for
     the part that cannot."""
-    gu = _fused(x, (gate, up))
-    if gu is None:
-        g, u = gate(x), up(x)
-    else:
-        y = _fused(gu, (down,), glu=True)
-        if y is not None:
-            return y
-        g, u = gu.split_with_sizes([_out_features(gate), _out_features(up)], -1)
+    fused = _fused(x, (gate, up))
+    if fused is None:
+        return down(F.silu(gate(x)) * up(x))
+    y = _fused(fused[0], (down,), glu=True)
+    if y is not None:
+        return y[0]
+    g, u = fused[0].split_with_sizes(fused[1], -1)
     return down(F.silu(g) * u)
 
 
