@@ -339,13 +339,60 @@ static inline float dot_f32_bf16(const float *q, const bf16_t *k, int64_t d) {
     return s;
 }
 
-/* o [d] = sum_t p[t] * v[t, :] over s rows of bf16 v (row stride d); for d = 64 the sum stays in registers. */
+#ifdef NK_AVX512
+/* The 16 horizontal sums of v[0..15], in order: one vector of 16 dot products without 16 full reductions. */
+static inline __m512 hsum16x16(const __m512 *v) {
+    __m512 a[8], b[4];
+    for (int i = 0; i < 8; i++)  /* per 128-bit lane: [v2i(0+2), v2i+1(0+2), v2i(1+3), v2i+1(1+3)] */
+        a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++)  /* per lane: the lane's sums of v4i .. v4i+3 */
+        b[i] = _mm512_add_ps(_mm512_shuffle_ps(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(a[2 * i], a[2 * i + 1], 0xEE));
+    const __m512 c01 = _mm512_add_ps(_mm512_shuffle_f32x4(b[0], b[1], 0x44), _mm512_shuffle_f32x4(b[0], b[1], 0xEE));
+    const __m512 c23 = _mm512_add_ps(_mm512_shuffle_f32x4(b[2], b[3], 0x44), _mm512_shuffle_f32x4(b[2], b[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(c01, c23, 0x88), _mm512_shuffle_f32x4(c01, c23, 0xDD));
+}
+#endif
+
+/* p[t] = q . k[t, :] for s rows of bf16 k (row stride d) and fp32 q [d]; returns max_t p[t]. */
+static inline float scores(float *p, const float *q, const bf16_t *k, int64_t s, int64_t d) {
+    float mx = -INFINITY;
+    int64_t t = 0;
+#ifdef NK_AVX512
+    if (d % 16 == 0 && d <= 256) {
+        __m512 qv[16], vmx = _mm512_set1_ps(-INFINITY);
+        const int64_t c16 = d / 16;
+        for (int64_t c = 0; c < c16; c++) qv[c] = _mm512_loadu_ps(q + 16 * c);
+        for (; t + 16 <= s; t += 16) {
+            __m512 v[16];
+#pragma GCC unroll 16
+            for (int u = 0; u < 16; u++) {
+                const bf16_t *kr = k + (t + u) * d;
+                __m512 a = _mm512_mul_ps(qv[0], bf16x16_load(kr));
+                for (int64_t c = 1; c < c16; c++) a = _mm512_fmadd_ps(qv[c], bf16x16_load(kr + 16 * c), a);
+                v[u] = a;
+            }
+            const __m512 sc = hsum16x16(v);
+            _mm512_storeu_ps(p + t, sc);
+            vmx = _mm512_max_ps(vmx, sc);
+        }
+        mx = _mm512_reduce_max_ps(vmx);
+    }
+#endif
+    for (; t < s; t++) {
+        p[t] = dot_f32_bf16(q, k + t * d, d);
+        mx = p[t] > mx ? p[t] : mx;
+    }
+    return mx;
+}
+
+/* o [d] += sum_t p[t] * v[t, :] over s rows of bf16 v (row stride d); for d = 64 the sum stays in registers. */
 static inline void weighted_rows(float *o, const float *p, const bf16_t *v, int64_t s, int64_t d) {
-    for (int64_t i = 0; i < d; i++) o[i] = 0.f;
     int64_t i0 = 0;
 #ifdef NK_AVX512
     if (d == 64) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16), a2 = _mm512_loadu_ps(o + 32);
+        __m512 a3 = _mm512_loadu_ps(o + 48);
         for (int64_t t = 0; t < s; t++) {
             const __m512 pv = _mm512_set1_ps(p[t]);
             const bf16_t *vr = v + t * 64;
@@ -367,6 +414,24 @@ static inline void weighted_rows(float *o, const float *p, const bf16_t *v, int6
 #endif
     for (int64_t t = 0; t < s; t++)
         for (int64_t i = i0; i < d; i++) o[i] += p[t] * bf2f(v[t * d + i]);
+}
+
+/* p[0..s) = exp(p - mx) in place; returns their sum. */
+static inline float exp_sum(float *p, int64_t s, float mx) {
+    float sum = 0.f;
+    int64_t t = 0;
+#ifdef NK_AVX512
+    __m512 acc = _mm512_setzero_ps();
+    const __m512 vmx = _mm512_set1_ps(mx);
+    for (; t + 16 <= s; t += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p + t), vmx));
+        _mm512_storeu_ps(p + t, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+#endif
+    for (; t < s; t++) { p[t] = expf(p[t] - mx); sum += p[t]; }
+    return sum;
 }
 
 /* One decode step of attention for b rows of one new token each, the RoPE and the KV-cache write before it in
@@ -406,25 +471,8 @@ int nesso_rope_cache_attention_bf16(const bf16_t *q, int64_t qs, const bf16_t *k
         }
         float *qf = p + s, *o = qf + d;
         rope_row(q + m * qs + j * d, cos + m * d, sin + m * d, d, qb);
-        for (int64_t i = 0; i < d; i++) qf[i] = bf2f(qb[i]) * scale;
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < s; t++) {
-            p[t] = dot_f32_bf16(qf, kh + t * d, d);
-            mx = p[t] > mx ? p[t] : mx;
-        }
-        float sum = 0.f;
-        int64_t t = 0;
-#ifdef NK_AVX512
-        __m512 vs16 = _mm512_setzero_ps();
-        const __m512 vmx = _mm512_set1_ps(mx);
-        for (; t + 16 <= s; t += 16) {
-            const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p + t), vmx));
-            _mm512_storeu_ps(p + t, e);
-            vs16 = _mm512_add_ps(vs16, e);
-        }
-        sum = _mm512_reduce_add_ps(vs16);
-#endif
-        for (; t < s; t++) { p[t] = expf(p[t] - mx); sum += p[t]; }
+        for (int64_t i = 0; i < d; i++) { qf[i] = bf2f(qb[i]) * scale; o[i] = 0.f; }
+        const float sum = exp_sum(p, s, scores(p, qf, kh, s, d));
         weighted_rows(o, p, vh, s, d);
         const float inv = 1.f / sum;
         for (int64_t i = 0; i < d; i++) y[m * heads * d + j * d + i] = f2bf(o[i] * inv);

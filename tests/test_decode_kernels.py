@@ -91,7 +91,8 @@ def test_glu_products_equal_silu_then_the_product(dtype):
 
 
 @needs_kernels
-def test_norm_rope_and_attention_kernels_equal_pytorch():
+@pytest.mark.parametrize("d,pos", [(12, 37), (64, 0), (64, 100)])  # 64: the vector paths; 101 slots: a tail
+def test_norm_rope_and_attention_kernels_equal_pytorch(d, pos):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 1, 72, generator=g).bfloat16()
     r = torch.randn(3, 1, 72, generator=g).bfloat16()
@@ -106,13 +107,13 @@ def test_norm_rope_and_attention_kernels_equal_pytorch():
         ref = norm(x + r)
         assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item()
 
-    # One decode step of 2 rows, 6 query heads on 2 key/value heads of 12, after 37 cached slots; q/k/v are views
-    # of one fused projection's output, as Attention passes them.
-    b, heads, kv, d, pos = 2, 6, 2, 12, 37
+    # One decode step of 2 rows, 6 query heads on 2 key/value heads of d, after pos cached slots; q/k/v are views of
+    # one fused projection's output, as Attention passes them.
+    b, heads, kv = 2, 6, 2
     qkv = torch.randn(b, 1, (heads + 2 * kv) * d, generator=g).bfloat16()
     q, k, v = qkv.split_with_sizes([heads * d, kv * d, kv * d], -1)
     cos, sin = torch.randn(b, 1, d, generator=g), torch.randn(b, 1, d, generator=g)
-    cache_k, cache_v = torch.randn(2, b, kv, 50, d, generator=g).bfloat16().unbind(0)
+    cache_k, cache_v = torch.randn(2, b, kv, 120, d, generator=g).bfloat16().unbind(0)
     ref_k, ref_v = cache_k.clone(), cache_v.clone()
     qh = apply_rope(q.view(b, 1, heads, d).transpose(1, 2), cos, sin)
     ref_k[:, :, pos:pos + 1] = apply_rope(k.view(b, 1, kv, d).transpose(1, 2), cos, sin)
@@ -124,7 +125,7 @@ def test_norm_rope_and_attention_kernels_equal_pytorch():
         assert got is not None
         assert torch.equal(cache_k, ref_k) and torch.equal(cache_v, ref_v)  # RoPE'd keys, values, slot pos only
         assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item() + 1e-3
-        assert cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache_k, cache_v, 50, heads, kv) is None
+        assert cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache_k, cache_v, 120, heads, kv) is None
 
 
 # ---- a prepared model -------------------------------------------------------------------------------------------
