@@ -11,8 +11,10 @@ fp32 accumulation:
 * ``linear_int8``: int8 weights with one scale per output row (``nesso.quantize.Int8Linear``'s format), the
   activations rounded to int16 with one scale per row (``vpdpwssd`` where the CPU has AVX512-VNNI).
 
-They replace one op, the projection ``F.linear``, and only for CPU tensors without autograd (``nesso.quantize``
-decides when); the model's forward is ``nesso.model``'s. ``pack_huge_pages`` moves weights into 2 MiB pages:
+They replace one op, the projection ``F.linear`` (optionally with the SwiGLU before it), and only for CPU tensors
+without autograd (``nesso.quantize`` decides when); the model's forward is ``nesso.model``'s, which also calls
+``rms_norm_bf16`` (optionally with the residual add before it) and ``rope_cache_attention_bf16`` (RoPE, KV-cache
+write and attention of a one-token step). ``pack_huge_pages`` moves weights into 2 MiB pages:
 with 4 KiB pages the page walks of a 0.4B-parameter stream cost about a third of the bandwidth.
 
 The library is built once per source and CPU (``-march=native``), cached under ``~/.cache/nesso/kernels``
