@@ -11,8 +11,10 @@ fp32 accumulation:
 * ``linear_int8``: int8 weights with one scale per output row (``nesso.quantize.Int8Linear``'s format), the
   activations rounded to int16 with one scale per row (``vpdpwssd`` where the CPU has AVX512-VNNI).
 
-They replace one op, the projection ``F.linear``, and only for CPU tensors without autograd (``nesso.quantize``
-decides when); the model's forward is ``nesso.model``'s. ``pack_huge_pages`` moves weights into 2 MiB pages:
+They replace one op, the projection ``F.linear`` (optionally with the SwiGLU before it), and only for CPU tensors
+without autograd (``nesso.quantize`` decides when); the model's forward is ``nesso.model``'s, which also calls
+``rms_norm_bf16`` (optionally with the residual add before it) and ``rope_cache_attention_bf16`` (RoPE, KV-cache
+write and attention of a one-token step). ``pack_huge_pages`` moves weights into 2 MiB pages:
 with 4 KiB pages the page walks of a 0.4B-parameter stream cost about a third of the bandwidth.
 
 The library is built once per source and CPU (``-march=native``), cached under ``~/.cache/nesso/kernels``
@@ -68,6 +70,71 @@ static inline bf16_t f2bf(float f) {  /* round to nearest even, NaN stays NaN */
 
 static inline void store(void *y, int out_f32, int64_t i, float v) {
     if (out_f32) ((float *)y)[i] = v; else ((bf16_t *)y)[i] = f2bf(v);
+}
+
+static inline float load_act(const void *x, int x_f32, int64_t i) {
+    return x_f32 ? ((const float *)x)[i] : bf2f(((const bf16_t *)x)[i]);
+}
+
+#ifdef NK_AVX512
+/* 16 bf16 -> fp32, and fp32 -> bf16 rounded to nearest even as f2bf (NaN stays NaN, no flush of subnormals). */
+static inline __m512 bf16x16_load(const bf16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+static inline __m256i bf16x16_round(__m512 f) {
+    const __m512i u = _mm512_castps_si512(f);
+    const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                       _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)));
+    const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    const __m512i out = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_srli_epi32(u, 16),
+                                             _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(out);
+}
+
+/* e^x with a relative error of a few fp32 ulp (Cephes' expf polynomial); NaN stays NaN. */
+static inline __m512 exp16(__m512 x) {
+    const __m512 c = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(128.f)), _mm512_set1_ps(-128.f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(c, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), c);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+    return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+#endif
+
+/* SwiGLU activations of one row: x holds [gate (k) | up (k)] (bf16, or fp32 when x_f32); a[i] = silu(gate[i]) *
+   up[i] in fp32, and for bf16 rounded as PyTorch's bf16 ops round it: silu to bf16, then the product to bf16. */
+static void swiglu_row(const void *x, int x_f32, int64_t k, float *a) {
+    int64_t i = 0;
+#ifdef NK_AVX512
+    const __m512 one = _mm512_set1_ps(1.f);
+    for (; i + 16 <= k; i += 16) {
+        __m512 g, u;
+        if (x_f32) { g = _mm512_loadu_ps((const float *)x + i); u = _mm512_loadu_ps((const float *)x + k + i); }
+        else { g = bf16x16_load((const bf16_t *)x + i); u = bf16x16_load((const bf16_t *)x + k + i); }
+        __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        if (!x_f32) {
+            s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16x16_round(s)), 16));
+            s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16x16_round(_mm512_mul_ps(s, u))), 16));
+        } else {
+            s = _mm512_mul_ps(s, u);
+        }
+        _mm512_storeu_ps(a + i, s);
+    }
+#endif
+    for (; i < k; i++) {
+        const float g = load_act(x, x_f32, i), u = load_act(x, x_f32, k + i);
+        const float s = g / (1.f + expf(-g));
+        a[i] = x_f32 ? s * u : bf2f(f2bf(bf2f(f2bf(s)) * u));
+    }
 }
 
 /* One bf16 weight row against one bf16 activation row, fp32 accumulation. */
@@ -140,11 +207,25 @@ static inline void pick(int64_t r, int64_t n0, int64_t n1, int *j, int64_t *loca
     else { *j = 2; *local = r - n0 - n1; }
 }
 
-/* bf16 x [rows, k] and weights; y [rows, n0 + n1 + n2] bf16. */
-int nesso_linear_bf16(const bf16_t *x, int64_t rows, int64_t k, const bf16_t *w0, int64_t n0, const bf16_t *w1,
-                      int64_t n1, const bf16_t *w2, int64_t n2, bf16_t *y, int threads) {
+/* bf16 x [rows, k] and weights; y [rows, n0 + n1 + n2] bf16. With glu, x is [rows, 2k], each row [gate | up],
+   and the activations are swiglu_row's (silu(gate) * up, as PyTorch rounds it in bf16): the SwiGLU and the down
+   projection in one call. Returns 1 when a buffer cannot be allocated. */
+int nesso_linear_bf16(const bf16_t *x, int64_t rows, int64_t k, int glu, const bf16_t *w0, int64_t n0,
+                      const bf16_t *w1, int64_t n1, const bf16_t *w2, int64_t n2, bf16_t *y, int threads) {
     const int64_t n = n0 + n1 + n2;
     const bf16_t *w[3] = {w0, w1, w2};
+    bf16_t *act = NULL;
+    if (glu) {
+        act = (bf16_t *)malloc((size_t)(rows * k) * sizeof(bf16_t) + 64);
+        float *f = (float *)malloc((size_t)k * sizeof(float) + 64);
+        if (!act || !f) { free(act); free(f); return 1; }
+        for (int64_t m = 0; m < rows; m++) {
+            swiglu_row(x + m * 2 * k, 0, k, f);
+            for (int64_t i = 0; i < k; i++) act[m * k + i] = f2bf(f[i]);  /* exact: f holds bf16 values */
+        }
+        free(f);
+        x = act;
+    }
     (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
     for (int64_t r = 0; r < n; r++) {
@@ -153,19 +234,19 @@ int nesso_linear_bf16(const bf16_t *x, int64_t rows, int64_t k, const bf16_t *w0
         pick(r, n0, n1, &j, &local);
         for (int64_t m = 0; m < rows; m++) y[m * n + r] = f2bf(dot_bf16(w[j] + local * k, x + m * k, k));
     }
+    free(act);
     return 0;
 }
 
-static inline float load_act(const void *x, int x_f32, int64_t i) {
-    return x_f32 ? ((const float *)x)[i] : bf2f(((const bf16_t *)x)[i]);
-}
-
-/* Activations row [off, off + k) of x (bf16 or fp32) -> int16 q = round(x / s) with s = max|x| / 32767 (returned;
-   NaN when the row has a NaN or an infinity, 0 for an all-zero row). */
-static float quant16(const void *x, int x_f32, int64_t off, int64_t k, int16_t *q) {
+/* Activations row m of x (bf16 or fp32; with glu swiglu_row's of the row [gate | up] of 2k values) -> int16
+   q = round(a / s) with s = max|a| / 32767 (returned; NaN when the row has a NaN or an infinity, 0 for an all-zero
+   row). */
+static float quant16(const void *x, int x_f32, int glu, int64_t m, int64_t k, int16_t *q) {
     float *f = (float *)malloc((size_t)k * sizeof(float) + 64);
     if (!f) return NAN;
-    for (int64_t i = 0; i < k; i++) f[i] = load_act(x, x_f32, off + i);
+    if (glu) swiglu_row(x_f32 ? (const void *)((const float *)x + m * 2 * k) : (const void *)((const bf16_t *)x + m * 2 * k),
+                        x_f32, k, f);
+    else for (int64_t i = 0; i < k; i++) f[i] = load_act(x, x_f32, m * k + i);
     float mx = 0.f;
     int bad = 0;
     for (int64_t i = 0; i < k; i++) {
@@ -188,8 +269,8 @@ static float quant16(const void *x, int x_f32, int64_t off, int64_t k, int16_t *
 
 /* int8 weights q_j [n_j, k] with one scale per row (bf16, or fp32 when scale_f32) against x [rows, k] (bf16, or
    fp32 when x_f32): y[m, :] = [x_m (s0 * q0)^T, ...] in x's type. x is rounded to int16 with one scale per row
-   first (once for all the matrices). */
-int nesso_linear_int8(const void *x, int x_f32, int64_t rows, int64_t k, const int8_t *q0, const void *s0,
+   first (once for all the matrices). glu as in nesso_linear_bf16. */
+int nesso_linear_int8(const void *x, int x_f32, int64_t rows, int64_t k, int glu, const int8_t *q0, const void *s0,
                       int64_t n0, const int8_t *q1, const void *s1, int64_t n1, const int8_t *q2, const void *s2,
                       int64_t n2, int scale_f32, void *y, int threads) {
     const int64_t n = n0 + n1 + n2;
@@ -198,7 +279,7 @@ int nesso_linear_int8(const void *x, int x_f32, int64_t rows, int64_t k, const i
     int16_t *xq = (int16_t *)malloc((size_t)(rows * k) * sizeof(int16_t) + 64);
     float *xs = (float *)malloc((size_t)rows * sizeof(float) + 64);
     if (!xq || !xs) { free(xq); free(xs); return 1; }
-    for (int64_t m = 0; m < rows; m++) xs[m] = quant16(x, x_f32, m * k, k, xq + m * k);
+    for (int64_t m = 0; m < rows; m++) xs[m] = quant16(x, x_f32, glu, m, k, xq + m * k);
     (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n >= 64)
     for (int64_t r = 0; r < n; r++) {
@@ -215,100 +296,190 @@ int nesso_linear_int8(const void *x, int x_f32, int64_t rows, int64_t k, const i
 }
 
 /* Row-wise RMSNorm of bf16 x [rows, k] with bf16 weight, as nesso.model.RMSNorm computes it: the norm in fp32,
-   x * rsqrt(mean(x^2) + eps) rounded to bf16, then times the weight (rounded to bf16 again). */
-int nesso_rms_norm_bf16(const bf16_t *x, int64_t rows, int64_t k, const bf16_t *w, float eps, bf16_t *y) {
+   x * rsqrt(mean(x^2) + eps) rounded to bf16, then times the weight (rounded to bf16 again). With a residual r
+   (not NULL) the row normalised is x + r rounded to bf16, as PyTorch's bf16 add, and it is also written to sum:
+   a residual add and the norm after it in one call. */
+int nesso_rms_norm_bf16(const bf16_t *x, const bf16_t *r, int64_t rows, int64_t k, const bf16_t *w, float eps,
+                        bf16_t *sum, bf16_t *y) {
     for (int64_t m = 0; m < rows; m++) {
         const bf16_t *xr = x + m * k;
+        if (r) {
+            bf16_t *sr = sum + m * k;
+            for (int64_t i = 0; i < k; i++) sr[i] = f2bf(bf2f(xr[i]) + bf2f(r[m * k + i]));
+            xr = sr;
+        }
         float ss = 0.f;
 #pragma omp simd reduction(+:ss)
         for (int64_t i = 0; i < k; i++) { float v = bf2f(xr[i]); ss += v * v; }
-        const float r = 1.f / sqrtf(ss / (float)k + eps);
-        for (int64_t i = 0; i < k; i++) y[m * k + i] = f2bf(bf2f(w[i]) * bf2f(f2bf(bf2f(xr[i]) * r)));
+        const float inv = 1.f / sqrtf(ss / (float)k + eps);
+        for (int64_t i = 0; i < k; i++) y[m * k + i] = f2bf(bf2f(w[i]) * bf2f(f2bf(bf2f(xr[i]) * inv)));
     }
     return 0;
 }
 
-/* Rotate-half RoPE of bf16 x [rows, heads, d] (one position per row) with fp32 cos/sin [rows, d], computed in fp32
-   and rounded to bf16, as nesso.model.apply_rope. */
-int nesso_rope_bf16(const bf16_t *x, int64_t rows, int64_t heads, int64_t d, const float *cos, const float *sin,
-                    bf16_t *y) {
+/* Rotate-half RoPE of one bf16 head vector x [d] with fp32 cos/sin [d], computed in fp32 and rounded to bf16, as
+   nesso.model.apply_rope. */
+static inline void rope_row(const bf16_t *x, const float *c, const float *s, int64_t d, bf16_t *y) {
     const int64_t h = d / 2;
-    for (int64_t m = 0; m < rows; m++)
-        for (int64_t j = 0; j < heads; j++) {
-            const bf16_t *xr = x + (m * heads + j) * d;
-            bf16_t *yr = y + (m * heads + j) * d;
-            const float *c = cos + m * d, *s = sin + m * d;
-            for (int64_t i = 0; i < h; i++) {
-                const float x1 = bf2f(xr[i]), x2 = bf2f(xr[i + h]);
-                const float a = x1 * c[i], b = -x2 * s[i], e = x2 * c[i + h], f = x1 * s[i + h];
-                yr[i] = f2bf(a + b);
-                yr[i + h] = f2bf(e + f);
-            }
-        }
-    return 0;
+    for (int64_t i = 0; i < h; i++) {
+        const float x1 = bf2f(x[i]), x2 = bf2f(x[i + h]);
+        const float a = x1 * c[i], b = -x2 * s[i], e = x2 * c[i + h], f = x1 * s[i + h];
+        y[i] = f2bf(a + b);
+        y[i + h] = f2bf(e + f);
+    }
 }
 
-/* One decode step of attention: q [b, heads, d] (bf16), keys and values [b, kv_heads, s, d] (bf16, row stride d,
-   head stride hs, batch stride bs, in elements), every key visible; y [b, heads, d] = softmax(q k^T / sqrt(d)) v,
-   fp32 inside, rounded to bf16. Query head j reads key/value head j / (heads / kv_heads), as SDPA's enable_gqa. */
 static inline float dot_f32_bf16(const float *q, const bf16_t *k, int64_t d) {
     int64_t i = 0;
     float s = 0.f;
 #ifdef NK_AVX512
     __m512 a = _mm512_setzero_ps();
-    for (; i + 16 <= d; i += 16) {
-        __m512i kv = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(k + i)));
-        a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_castsi512_ps(_mm512_slli_epi32(kv, 16)), a);
-    }
+    for (; i + 16 <= d; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), bf16x16_load(k + i), a);
     s = _mm512_reduce_add_ps(a);
 #endif
     for (; i < d; i++) s += q[i] * bf2f(k[i]);
     return s;
 }
 
-static inline void axpy_bf16(float *o, float p, const bf16_t *v, int64_t d) {
-    int64_t i = 0;
 #ifdef NK_AVX512
-    const __m512 pv = _mm512_set1_ps(p);
-    for (; i + 16 <= d; i += 16) {
-        __m512i vv = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(v + i)));
-        _mm512_storeu_ps(o + i, _mm512_fmadd_ps(pv, _mm512_castsi512_ps(_mm512_slli_epi32(vv, 16)),
-                                                _mm512_loadu_ps(o + i)));
+/* The 16 horizontal sums of v[0..15], in order: one vector of 16 dot products without 16 full reductions. */
+static inline __m512 hsum16x16(const __m512 *v) {
+    __m512 a[8], b[4];
+    for (int i = 0; i < 8; i++)  /* per 128-bit lane: [v2i(0+2), v2i+1(0+2), v2i(1+3), v2i+1(1+3)] */
+        a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++)  /* per lane: the lane's sums of v4i .. v4i+3 */
+        b[i] = _mm512_add_ps(_mm512_shuffle_ps(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(a[2 * i], a[2 * i + 1], 0xEE));
+    const __m512 c01 = _mm512_add_ps(_mm512_shuffle_f32x4(b[0], b[1], 0x44), _mm512_shuffle_f32x4(b[0], b[1], 0xEE));
+    const __m512 c23 = _mm512_add_ps(_mm512_shuffle_f32x4(b[2], b[3], 0x44), _mm512_shuffle_f32x4(b[2], b[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(c01, c23, 0x88), _mm512_shuffle_f32x4(c01, c23, 0xDD));
+}
+#endif
+
+/* p[t] = q . k[t, :] for s rows of bf16 k (row stride d) and fp32 q [d]; returns max_t p[t]. */
+static inline float scores(float *p, const float *q, const bf16_t *k, int64_t s, int64_t d) {
+    float mx = -INFINITY;
+    int64_t t = 0;
+#ifdef NK_AVX512
+    if (d % 16 == 0 && d <= 256) {
+        __m512 qv[16], vmx = _mm512_set1_ps(-INFINITY);
+        const int64_t c16 = d / 16;
+        for (int64_t c = 0; c < c16; c++) qv[c] = _mm512_loadu_ps(q + 16 * c);
+        for (; t + 16 <= s; t += 16) {
+            __m512 v[16];
+#pragma GCC unroll 16
+            for (int u = 0; u < 16; u++) {
+                const bf16_t *kr = k + (t + u) * d;
+                __m512 a = _mm512_mul_ps(qv[0], bf16x16_load(kr));
+                for (int64_t c = 1; c < c16; c++) a = _mm512_fmadd_ps(qv[c], bf16x16_load(kr + 16 * c), a);
+                v[u] = a;
+            }
+            const __m512 sc = hsum16x16(v);
+            _mm512_storeu_ps(p + t, sc);
+            vmx = _mm512_max_ps(vmx, sc);
+        }
+        mx = _mm512_reduce_max_ps(vmx);
     }
 #endif
-    for (; i < d; i++) o[i] += p * bf2f(v[i]);
+    for (; t < s; t++) {
+        p[t] = dot_f32_bf16(q, k + t * d, d);
+        mx = p[t] > mx ? p[t] : mx;
+    }
+    return mx;
 }
 
-/* One decode step of attention: q [b, heads, d] (bf16), keys and values [b, kv_heads, s, d] (bf16, row stride d,
-   head stride hs, batch stride bs, in elements), every key visible; y [b, heads, d] = softmax(q k^T / sqrt(d)) v,
-   fp32 inside, rounded to bf16. Query head j reads key/value head j / (heads / kv_heads), as SDPA's enable_gqa. */
-int nesso_decode_attention_bf16(const bf16_t *q, int64_t b, int64_t heads, int64_t kv_heads, int64_t d,
-                                const bf16_t *k, const bf16_t *v, int64_t s, int64_t bs, int64_t hs, float scale,
-                                bf16_t *y, int threads) {
-    const int64_t group = heads / kv_heads;
+/* o [d] += sum_t p[t] * v[t, :] over s rows of bf16 v (row stride d); for d = 64 the sum stays in registers. */
+static inline void weighted_rows(float *o, const float *p, const bf16_t *v, int64_t s, int64_t d) {
+    int64_t i0 = 0;
+#ifdef NK_AVX512
+    if (d == 64) {
+        __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16), a2 = _mm512_loadu_ps(o + 32);
+        __m512 a3 = _mm512_loadu_ps(o + 48);
+        for (int64_t t = 0; t < s; t++) {
+            const __m512 pv = _mm512_set1_ps(p[t]);
+            const bf16_t *vr = v + t * 64;
+            a0 = _mm512_fmadd_ps(pv, bf16x16_load(vr), a0);
+            a1 = _mm512_fmadd_ps(pv, bf16x16_load(vr + 16), a1);
+            a2 = _mm512_fmadd_ps(pv, bf16x16_load(vr + 32), a2);
+            a3 = _mm512_fmadd_ps(pv, bf16x16_load(vr + 48), a3);
+        }
+        _mm512_storeu_ps(o, a0); _mm512_storeu_ps(o + 16, a1); _mm512_storeu_ps(o + 32, a2);
+        _mm512_storeu_ps(o + 48, a3);
+        return;
+    }
+    for (int64_t t = 0; t < s; t++) {
+        const __m512 pv = _mm512_set1_ps(p[t]);
+        for (int64_t i = 0; i + 16 <= d; i += 16)
+            _mm512_storeu_ps(o + i, _mm512_fmadd_ps(pv, bf16x16_load(v + t * d + i), _mm512_loadu_ps(o + i)));
+    }
+    i0 = d / 16 * 16;
+#endif
+    for (int64_t t = 0; t < s; t++)
+        for (int64_t i = i0; i < d; i++) o[i] += p[t] * bf2f(v[t * d + i]);
+}
+
+/* p[0..s) = exp(p - mx) in place; returns their sum. */
+static inline float exp_sum(float *p, int64_t s, float mx) {
+    float sum = 0.f;
+    int64_t t = 0;
+#ifdef NK_AVX512
+    __m512 acc = _mm512_setzero_ps();
+    const __m512 vmx = _mm512_set1_ps(mx);
+    for (; t + 16 <= s; t += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p + t), vmx));
+        _mm512_storeu_ps(p + t, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+#endif
+    for (; t < s; t++) { p[t] = expf(p[t] - mx); sum += p[t]; }
+    return sum;
+}
+
+/* One decode step of attention for b rows of one new token each, the RoPE and the KV-cache write before it in
+   the same call (nesso.model.Attention's apply_rope, KVCache.update and scaled_dot_product_attention):
+   q [b, heads * d], k and v [b, kv_heads * d] (bf16, row m at q + m * qs, k + m * ks, v + m * vs), fp32 cos/sin
+   [b, d] at each row's position. RoPE of q and k rounded to bf16; k and v go to slot pos of the caches kc / vc
+   [b, kv_heads, cap, d] (bf16, contiguous); then y [b, heads * d] = softmax(q K^T / sqrt(d)) V over slots
+   [0, pos], fp32 inside, rounded to bf16. Query head j reads key/value head j / (heads / kv_heads), as SDPA's
+   enable_gqa. Returns 1 when a buffer cannot be allocated. */
+int nesso_rope_cache_attention_bf16(const bf16_t *q, int64_t qs, const bf16_t *k, int64_t ks, const bf16_t *v,
+                                    int64_t vs, const float *cos, const float *sin, int64_t b, int64_t heads,
+                                    int64_t kv_heads, int64_t d, bf16_t *kc, bf16_t *vc, int64_t cap, int64_t pos,
+                                    float scale, bf16_t *y, int threads) {
+    const int64_t group = heads / kv_heads, s = pos + 1;
+    for (int64_t m = 0; m < b; m++)
+        for (int64_t j = 0; j < kv_heads; j++) {
+            const int64_t slot = ((m * kv_heads + j) * cap + pos) * d;
+            rope_row(k + m * ks + j * d, cos + m * d, sin + m * d, d, kc + slot);
+            memcpy(vc + slot, v + m * vs + j * d, (size_t)d * sizeof(bf16_t));
+        }
     int err = 0;
     (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && s * b * heads >= 16384)
     for (int64_t bh = 0; bh < b * heads; bh++) {
-        const int64_t bi = bh / heads, j = bh % heads;
-        const bf16_t *kh = k + bi * bs + (j / group) * hs, *vh = v + bi * bs + (j / group) * hs;
+        const int64_t m = bh / heads, j = bh % heads;
+        const bf16_t *kh = kc + (m * kv_heads + j / group) * cap * d, *vh = vc + (m * kv_heads + j / group) * cap * d;
         float local[2048 + 2 * 256];
+        bf16_t qr[256];
         const int small = s <= 2048 && d <= 256;
         float *p = small ? local : (float *)malloc((size_t)(s + 2 * d) * sizeof(float) + 64);
-        if (!p) { err = 1; continue; }
-        float *qf = p + s, *o = qf + d;
-        for (int64_t i = 0; i < d; i++) { qf[i] = bf2f(q[bh * d + i]) * scale; o[i] = 0.f; }
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < s; t++) {
-            p[t] = dot_f32_bf16(qf, kh + t * d, d);
-            mx = p[t] > mx ? p[t] : mx;
+        bf16_t *qb = d <= 256 ? qr : (bf16_t *)malloc((size_t)d * sizeof(bf16_t) + 64);
+        if (!p || !qb) {
+            err = 1;
+            if (!small) free(p);
+            if (d > 256) free(qb);
+            continue;
         }
-        float sum = 0.f;
-        for (int64_t t = 0; t < s; t++) { p[t] = expf(p[t] - mx); sum += p[t]; }
-        for (int64_t t = 0; t < s; t++) axpy_bf16(o, p[t], vh + t * d, d);
+        float *qf = p + s, *o = qf + d;
+        rope_row(q + m * qs + j * d, cos + m * d, sin + m * d, d, qb);
+        for (int64_t i = 0; i < d; i++) { qf[i] = bf2f(qb[i]) * scale; o[i] = 0.f; }
+        const float sum = exp_sum(p, s, scores(p, qf, kh, s, d));
+        weighted_rows(o, p, vh, s, d);
         const float inv = 1.f / sum;
-        for (int64_t i = 0; i < d; i++) y[bh * d + i] = f2bf(o[i] * inv);
+        for (int64_t i = 0; i < d; i++) y[m * heads * d + j * d + i] = f2bf(o[i] * inv);
         if (!small) free(p);
+        if (d > 256) free(qb);
     }
     return err;
 }
@@ -407,17 +578,17 @@ def library() -> ctypes.CDLL | None:
                 raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
             lib = ctypes.CDLL(str(_build(compiler)))
             vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-            lib.nesso_linear_bf16.argtypes = [vp, i64, i64, vp, i64, vp, i64, vp, i64, vp, i32]
+            lib.nesso_linear_bf16.argtypes = [vp, i64, i64, i32, vp, i64, vp, i64, vp, i64, vp, i32]
             lib.nesso_linear_bf16.restype = i32
-            lib.nesso_linear_int8.argtypes = [vp, i32, i64, i64, vp, vp, i64, vp, vp, i64, vp, vp, i64, i32, vp, i32]
+            lib.nesso_linear_int8.argtypes = [vp, i32, i64, i64, i32, vp, vp, i64, vp, vp, i64, vp, vp, i64, i32, vp,
+                                              i32]
             lib.nesso_linear_int8.restype = i32
             f32 = ctypes.c_float
-            lib.nesso_rms_norm_bf16.argtypes = [vp, i64, i64, vp, f32, vp]
+            lib.nesso_rms_norm_bf16.argtypes = [vp, vp, i64, i64, vp, f32, vp, vp]
             lib.nesso_rms_norm_bf16.restype = i32
-            lib.nesso_rope_bf16.argtypes = [vp, i64, i64, i64, vp, vp, vp]
-            lib.nesso_rope_bf16.restype = i32
-            lib.nesso_decode_attention_bf16.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, i64, i64, f32, vp, i32]
-            lib.nesso_decode_attention_bf16.restype = i32
+            lib.nesso_rope_cache_attention_bf16.argtypes = [vp, i64, vp, i64, vp, i64, vp, vp, i64, i64, i64, i64, vp,
+                                                            vp, i64, i64, f32, vp, i32]
+            lib.nesso_rope_cache_attention_bf16.restype = i32
             lib.nesso_kernels_features.argtypes = []
             lib.nesso_kernels_features.restype = i32
             _lib = lib
@@ -447,7 +618,7 @@ def status() -> str:
 
 def usable(x: torch.Tensor) -> bool:
     """Whether an op on ``x`` (a few rows, CPU, no autograd, bf16 or fp32) should take the kernels."""
-    return (_lib is not None and not torch.is_grad_enabled() and x.dtype in _DTYPES and x.device.type == "cpu"
+    return (_lib is not None and x.is_cpu and x.dtype in _DTYPES and not torch.is_grad_enabled()
             and x.numel() <= MAX_ROWS * x.shape[-1])
 
 
@@ -456,72 +627,91 @@ def usable_bf16(x: torch.Tensor) -> bool:
     return x.dtype == torch.bfloat16 and usable(x)
 
 
-def linear_bf16(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+def linear_bf16(x: torch.Tensor, *weights: torch.Tensor, glu: bool = False) -> torch.Tensor:
     """``torch.cat([F.linear(x, w) for w in weights], -1)`` for bf16 ``x`` and one to three contiguous bf16 CPU
-    weights with x's last size as their columns; only when ``usable(x)`` (the caller checks the weights)."""
-    n = [w.shape[0] for w in weights] + [0, 0]
-    p = [w.data_ptr() for w in weights] + [0, 0]
-    k = x.shape[-1]
-    xc = x if x.is_contiguous() else x.contiguous()
-    y = torch.empty(*x.shape[:-1], n[0] + n[1] + n[2], dtype=torch.bfloat16)
-    _lib.nesso_linear_bf16(xc.data_ptr(), xc.numel() // k, k, p[0], n[0], p[1], n[1], p[2], n[2],  # type: ignore[union-attr]
-                           y.data_ptr(), torch.get_num_threads())
+    weights with x's last size as their columns; only when ``usable(x)`` (the caller checks the weights). With
+    ``glu``, ``x`` is ``[gate | up]`` (twice the weights' columns) and the product is with ``F.silu(gate) * up``."""
+    k = x.shape[-1] >> glu
+    w0 = weights[0]
+    n0, n1, n2 = w0.shape[0], 0, 0
+    p1 = p2 = 0
+    if len(weights) > 1:
+        n1, p1 = weights[1].shape[0], weights[1].data_ptr()
+        if len(weights) > 2:
+            n2, p2 = weights[2].shape[0], weights[2].data_ptr()
+    if not x.is_contiguous():
+        x = x.contiguous()
+    y = torch.empty(*x.shape[:-1], n0 + n1 + n2, dtype=torch.bfloat16)
+    if _lib.nesso_linear_bf16(x.data_ptr(), x.numel() // x.shape[-1], k, glu, w0.data_ptr(), n0, p1, n1,  # type: ignore[union-attr]
+                              p2, n2, y.data_ptr(), torch.get_num_threads()) != 0:
+        raise MemoryError("nesso_linear_bf16 could not allocate its activation buffer")
     return y
 
 
-def linear_int8(x: torch.Tensor, *pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def linear_int8(x: torch.Tensor, *pairs: tuple[torch.Tensor, torch.Tensor], glu: bool = False) -> torch.Tensor:
     """``torch.cat([x @ (q * scale[:, None]).T for q, scale in pairs], -1)`` for one to three int8 ``q`` [N, K] with
-    per-row ``scale`` [N] (all bf16 or all fp32); the result has ``x``'s dtype. Only when ``usable(x)``."""
+    per-row ``scale`` [N] (all bf16 or all fp32); the result has ``x``'s dtype. Only when ``usable(x)``. ``glu`` as
+    in ``linear_bf16``."""
     n = [q.shape[0] for q, _ in pairs] + [0, 0]
     qp = [q.data_ptr() for q, _ in pairs] + [0, 0]
     sp = [s.data_ptr() for _, s in pairs] + [0, 0]
-    k = x.shape[-1]
-    xc = x if x.is_contiguous() else x.contiguous()
+    if not x.is_contiguous():
+        x = x.contiguous()
     y = torch.empty(*x.shape[:-1], n[0] + n[1] + n[2], dtype=x.dtype)
-    if _lib.nesso_linear_int8(xc.data_ptr(), int(x.dtype == torch.float32), xc.numel() // k, k,  # type: ignore[union-attr]
-                              qp[0], sp[0], n[0], qp[1], sp[1], n[1], qp[2], sp[2], n[2],
-                              int(pairs[0][1].dtype == torch.float32), y.data_ptr(), torch.get_num_threads()) != 0:
+    if _lib.nesso_linear_int8(x.data_ptr(), x.dtype == torch.float32, x.numel() // x.shape[-1],  # type: ignore[union-attr]
+                              x.shape[-1] >> glu, glu, qp[0], sp[0], n[0], qp[1], sp[1], n[1], qp[2], sp[2], n[2],
+                              pairs[0][1].dtype == torch.float32, y.data_ptr(), torch.get_num_threads()) != 0:
         raise MemoryError("nesso_linear_int8 could not allocate its activation buffer")
     return y
 
 
-def rms_norm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``nesso.model.RMSNorm`` for bf16 ``x`` and ``weight``; call only when ``usable_bf16(x)``."""
-    lib = library()
-    assert lib is not None and x.dtype == weight.dtype == torch.bfloat16
+def rms_norm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                  residual: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``nesso.model.RMSNorm`` for bf16 ``x`` and ``weight``; call only when ``usable_bf16(x)``. With a bf16
+    ``residual`` of x's shape: ``(x + residual, norm(x + residual))`` in one call."""
     k = x.shape[-1]
-    xc = x.contiguous()
-    y = torch.empty_like(xc)
-    lib.nesso_rms_norm_bf16(xc.data_ptr(), xc.numel() // k, k, weight.data_ptr(), eps, y.data_ptr())
-    return y
+    if not x.is_contiguous():
+        x = x.contiguous()
+    y = torch.empty_like(x)
+    if residual is None:
+        _lib.nesso_rms_norm_bf16(x.data_ptr(), 0, x.numel() // k, k, weight.data_ptr(), eps, 0, y.data_ptr())  # type: ignore[union-attr]
+        return y
+    if not residual.is_contiguous():
+        residual = residual.contiguous()
+    total = torch.empty_like(x)
+    _lib.nesso_rms_norm_bf16(x.data_ptr(), residual.data_ptr(), x.numel() // k, k, weight.data_ptr(), eps,  # type: ignore[union-attr]
+                             total.data_ptr(), y.data_ptr())
+    return total, y
 
 
-def rope_bf16(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``nesso.model.apply_rope`` for bf16 ``x`` [B, H, 1, D] and fp32 ``cos``/``sin`` [B, 1, D]."""
-    lib = library()
-    b, h, t, d = x.shape
-    assert lib is not None and t == 1 and x.dtype == torch.bfloat16 and cos.dtype == sin.dtype == torch.float32
-    xc, c, s = x.contiguous(), cos.contiguous(), sin.contiguous()
-    y = torch.empty_like(xc)
-    lib.nesso_rope_bf16(xc.data_ptr(), b, h, d, c.data_ptr(), s.data_ptr(), y.data_ptr())
-    return y
-
-
-def decode_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
-    """``F.scaled_dot_product_attention(q, k, v, enable_gqa=True)`` for one query per row (q [B, H, 1, D]) over
-    bf16 keys/values [B, KV, S, D] that are views of a KV cache (rows of D contiguous, same strides for k and v).
-    None when the layout is not one the kernel reads: use SDPA."""
-    lib = library()
-    b, h, t, d = q.shape
-    kv, s = k.shape[1], k.shape[2]
-    if (lib is None or t != 1 or k.dtype != torch.bfloat16 or v.dtype != torch.bfloat16 or k.stride() != v.stride()
-            or k.stride(3) != 1 or k.stride(2) != d or h % kv or v.shape != k.shape):
+def rope_cache_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                              sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, pos: int,
+                              heads: int, kv_heads: int) -> torch.Tensor | None:
+    """One decode step of ``nesso.model.Attention`` after its projections, in one call: ``apply_rope`` on q and k,
+    ``KVCache.update`` at slot ``pos`` and ``F.scaled_dot_product_attention(..., enable_gqa=True)`` over slots
+    [0, pos]. q [B, 1, heads * D], k and v [B, 1, kv_heads * D] (bf16; rows may be strided views, as the split of
+    a fused q/k/v projection), cos/sin [B, 1, D] fp32, caches [B, kv_heads, S, D] bf16 contiguous. Returns the
+    attention output [B, 1, heads * D] (heads concatenated, as ``o_proj`` takes it), or None when the tensors are
+    not ones the kernel reads (the caller uses PyTorch's ops; nothing was written)."""
+    b, t, n = q.shape
+    d = cos.shape[-1]
+    bf16, f32 = torch.bfloat16, torch.float32
+    shape = cache_k.shape
+    if (t != 1 or not usable_bf16(q) or n != heads * d or heads % kv_heads
+            or k.shape != (b, 1, kv_heads * d) or v.shape != (b, 1, kv_heads * d)
+            or k.dtype != bf16 or v.dtype != bf16 or q.stride(2) != 1 or k.stride(2) != 1 or v.stride(2) != 1
+            or shape != (b, kv_heads, shape[2], d) or not 0 <= pos < shape[2] or cache_v.shape != shape
+            or cache_k.dtype != bf16 or cache_v.dtype != bf16 or not cache_k.is_cpu or not cache_v.is_cpu
+            or not cache_k.is_contiguous() or not cache_v.is_contiguous()
+            or cos.shape != (b, 1, d) or sin.shape != (b, 1, d) or cos.dtype != f32 or sin.dtype != f32
+            or not cos.is_contiguous() or not sin.is_contiguous()):
         return None
-    qc = q.contiguous()
-    y = torch.empty_like(qc)
-    if lib.nesso_decode_attention_bf16(qc.data_ptr(), b, h, kv, d, k.data_ptr(), v.data_ptr(), s, k.stride(0),
-                                       k.stride(1), 1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads()) != 0:
-        raise MemoryError("nesso_decode_attention_bf16 could not allocate its buffers")
+    y = torch.empty(b, 1, n, dtype=bf16)
+    if _lib.nesso_rope_cache_attention_bf16(  # type: ignore[union-attr]
+            q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), v.data_ptr(), v.stride(0), cos.data_ptr(),
+            sin.data_ptr(), b, heads, kv_heads, d, cache_k.data_ptr(), cache_v.data_ptr(), shape[2], pos,
+            1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads()) != 0:
+        raise MemoryError("nesso_rope_cache_attention_bf16 could not allocate its buffers")
     return y
 
 

@@ -278,7 +278,8 @@ class Engine:
 
     def _sample(self, seq: _Sequence, logits: torch.Tensor) -> int:
         p = seq.params
-        logits = logits.clone()
+        if seq.constraint is not None or p.repetition_penalty != 1.0:
+            logits = logits.clone()  # masked in place below; temperature sampling works on a new tensor anyway
         if seq.constraint is not None:
             allowed = seq.constraint.allowed()
             if p.structure_guard and seq.in_structured_region():
@@ -295,7 +296,7 @@ class Engine:
             vals = logits[seen]
             logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
         if p.temperature == 0:
-            return self._fit(seq, int(torch.argmax(logits)))
+            return self._fit(seq, _argmax(logits))
         logits = logits / p.temperature
         if p.top_k and p.top_k < logits.shape[0]:
             kth = torch.topk(logits, p.top_k).values[-1]
@@ -551,6 +552,14 @@ def loop_continuation(ids: list[int], max_period: int = LOOP_PERIOD, min_span: i
         if all(ids[-i] == ids[-i - period] for i in range(1, span - period + 1)):
             return ids[-period]
     return None
+
+
+def _argmax(logits: torch.Tensor) -> int:
+    """``int(torch.argmax(logits))`` (first index of the maximum, NaN counting as the maximum): NumPy's for fp32 CPU
+    rows, about 10x faster than PyTorch's on one thread for a 128k vocabulary (9 vs 110 us)."""
+    if logits.dtype == torch.float32 and logits.is_cpu and logits.dim() == 1:
+        return int(logits.numpy().argmax())
+    return int(torch.argmax(logits))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

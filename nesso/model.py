@@ -14,7 +14,7 @@ from torch import nn
 
 from nesso import cpu_kernels
 from nesso.config import ModelConfig
-from nesso.quantize import project
+from nesso.quantize import _hooked, project, project_glu
 
 
 class RMSNorm(nn.Module):
@@ -25,12 +25,25 @@ class RMSNorm(nn.Module):
         self.kernels = False  # nesso.quantize.use_kernels: few-row no-grad bf16 CPU calls take nesso.cpu_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernels and self.weight.dtype == torch.bfloat16 and cpu_kernels.usable_bf16(x):
-            return cpu_kernels.rms_norm_bf16(x, self.weight, self.eps)
+        if self.kernels:
+            w = self._parameters["weight"]  # not nn.Module.__getattr__: it is slow
+            if w.dtype == torch.bfloat16 and cpu_kernels.usable_bf16(x):
+                return cpu_kernels.rms_norm_bf16(x, w, self.eps)
         # Normalise in fp32 as HF Llama does, then cast back before the weight multiply.
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
+
+    def add_forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x + residual, self(x + residual))``: a residual add and this norm, in one kernel call where
+        ``forward`` would take the kernel (and the module has no hooks)."""
+        if self.kernels:
+            w = self._parameters["weight"]
+            if (w.dtype == torch.bfloat16 and residual.dtype == torch.bfloat16 and residual.shape == x.shape
+                    and cpu_kernels.usable_bf16(x) and not _hooked(self)):
+                return cpu_kernels.rms_norm_bf16(x, w, self.eps, residual)  # type: ignore[return-value]
+        x = x + residual
+        return x, self(x)
 
 
 def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
@@ -105,33 +118,34 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         if self.kernels:  # the three projections in one kernel call where they can be
             q, k, v = project(x, self.q_proj, self.k_proj, self.v_proj)
+            if t == 1 and mask is None and type(cache) is KVCache:
+                # One-token decode: RoPE, the cache write and the attention in one kernel call where it can be.
+                buffers = cache._buffers
+                y = cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, buffers["k"], buffers["v"],
+                                                          cache_start, self.num_heads, self.num_kv_heads)
+                if y is not None:
+                    return self.o_proj(y)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         q = q.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        fast = self.kernels and t == 1 and mask is None and cpu_kernels.usable_bf16(x)
-        if fast:
-            q, k = cpu_kernels.rope_bf16(q, cos, sin), cpu_kernels.rope_bf16(k, cos, sin)
-        else:
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(cache_start, k, v)
-        y = cpu_kernels.decode_attention_bf16(q, k, v) if fast else None
-        if y is None:
-            is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
-            if mask is None and t > 1 and not is_causal:
-                # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
-                s = k.shape[2]
-                mask = torch.ones(t, s, dtype=torch.bool, device=x.device).tril(diagonal=s - t)
-            gqa = self.num_kv_heads != self.num_heads
-            if t == 1 and x.device.type == "cpu" and q.dtype == torch.bfloat16:
-                # One-token decode on a CPU (padded batches, no kernels): PyTorch's bf16 attention is 4-5x slower
-                # here than fp32 (2.0 vs 0.45 ms per layer at 1k cached tokens); the fp32 copy costs less.
-                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=gqa)
-                y = y.to(q.dtype)
-            else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=gqa)
+        is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
+        if mask is None and t > 1 and not is_causal:
+            # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
+            s = k.shape[2]
+            mask = torch.ones(t, s, dtype=torch.bool, device=x.device).tril(diagonal=s - t)
+        gqa = self.num_kv_heads != self.num_heads
+        if t == 1 and x.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # One-token decode on a CPU (padded batches, no kernels): PyTorch's bf16 attention is 4-5x slower
+            # here than fp32 (2.0 vs 0.45 ms per layer at 1k cached tokens); the fp32 copy costs less.
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=gqa)
+            y = y.to(q.dtype)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=gqa)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
 
 
@@ -141,14 +155,12 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-        self.kernels = False  # nesso.quantize.use_kernels: gate and up in one kernel call where they can be
+        self.kernels = False  # nesso.quantize.use_kernels: few-row no-grad CPU calls take nesso.cpu_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernels:
-            gate, up = project(x, self.gate_proj, self.up_proj)
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        if self.kernels:  # gate/up in one kernel call, the SwiGLU and down in another, where they can be
+            return project_glu(x, self.gate_proj, self.up_proj, self.down_proj)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -161,8 +173,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
                 cache: KVCache | None, cache_start: int) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start)
+        x, h = self.post_attention_layernorm.add_forward(x, h)  # x = x + h; h = norm(x)
+        return x + self.mlp(h)
 
 
 class Transformer(nn.Module):

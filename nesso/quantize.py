@@ -26,10 +26,10 @@ class KernelLinear(nn.Linear):
     matrix-vector kernel; everything else is ``F.linear``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight
-        if cpu_kernels.usable_bf16(x) and w.dtype == torch.bfloat16 and self.bias is None and w.is_contiguous():
+        w, bias = self._parameters["weight"], self._parameters["bias"]  # not nn.Module.__getattr__: it is slow
+        if bias is None and w.dtype == torch.bfloat16 and cpu_kernels.usable_bf16(x) and w.is_contiguous():
             return cpu_kernels.linear_bf16(x, w)
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, w, bias)
 
 
 class Int8Linear(nn.Module):
@@ -61,20 +61,70 @@ def _hooked(m: nn.Module) -> bool:
                 or nn.modules.module._global_forward_pre_hooks)
 
 
+def _fused(x: torch.Tensor, linears: tuple[nn.Module, ...],
+           glu: bool = False) -> tuple[torch.Tensor, list[int]] | None:
+    """``torch.cat([m(x) for m in linears], -1)`` in one kernel call and each linear's output size, or None when that
+    is not possible: ``x`` is not a few no-grad CPU rows, a linear has hooks, or the linears are not all
+    ``KernelLinear`` with bf16 weights (and a bf16 ``x``) or all ``Int8Linear``. With ``glu`` the input of the
+    product is ``F.silu(gate) * up`` for ``x = [gate | up]`` (twice the linears' input features)."""
+    if not cpu_kernels.usable(x):
+        return None
+    kind = type(linears[0])
+    k = x.shape[-1] >> glu
+    if glu and x.shape[-1] != 2 * k:
+        return None
+    sizes = []
+    if kind is KernelLinear:  # (module attributes through _parameters / _buffers: nn.Module.__getattr__ is slow)
+        weights = []
+        for m in linears:
+            if type(m) is not kind or _hooked(m):
+                return None
+            w = m._parameters["weight"]
+            if (m._parameters["bias"] is not None or w.dtype != torch.bfloat16 or not w.is_contiguous()
+                    or w.shape[1] != k):
+                return None
+            weights.append(w)
+            sizes.append(w.shape[0])
+        if x.dtype != torch.bfloat16:
+            return None
+        return cpu_kernels.linear_bf16(x, *weights, glu=glu), sizes
+    if kind is Int8Linear:
+        pairs = []
+        for m in linears:
+            if type(m) is not kind or _hooked(m):
+                return None
+            q, scale = m._buffers["weight_int8"], m._buffers["scale"]
+            if not q.is_cpu or scale.dtype != (pairs[0][1].dtype if pairs else scale.dtype) or q.shape[1] != k:
+                return None
+            pairs.append((q, scale))
+            sizes.append(q.shape[0])
+        return cpu_kernels.linear_int8(x, *pairs, glu=glu), sizes
+    return None
+
+
 def project(x: torch.Tensor, *linears: nn.Module) -> tuple[torch.Tensor, ...]:
     """``tuple(m(x) for m in linears)`` (q/k/v, or gate/up), in one kernel call when ``x`` is a few no-grad CPU rows
     and the linears are hook-free projections of one kind: ``KernelLinear`` with bf16 weights and bf16 ``x``, or
-    ``Int8Linear``. Each output equals its projection's own kernel result bit for bit."""
-    if 1 < len(linears) <= 3 and cpu_kernels.usable(x) and not any(_hooked(m) for m in linears):
-        if all(type(m) is KernelLinear and m.bias is None and m.weight.dtype == torch.bfloat16
-               and m.weight.is_contiguous() for m in linears) and x.dtype == torch.bfloat16:
-            y = cpu_kernels.linear_bf16(x, *(m.weight for m in linears))  # type: ignore[arg-type]
-        elif all(type(m) is Int8Linear and m.scale.dtype == linears[0].scale.dtype for m in linears):
-            y = cpu_kernels.linear_int8(x, *((m.weight_int8, m.scale) for m in linears))  # type: ignore[misc]
-        else:
-            return tuple(m(x) for m in linears)
-        return y.split([m.weight.shape[0] if isinstance(m, nn.Linear) else m.out_features for m in linears], -1)
-    return tuple(m(x) for m in linears)
+    ``Int8Linear``. Each output equals its projection's own kernel result bit for bit (the outputs are then views
+    of one tensor, split along the last dimension)."""
+    fused = _fused(x, linears) if 1 < len(linears) <= 3 else None
+    if fused is None:
+        return tuple(m(x) for m in linears)
+    return fused[0].split_with_sizes(fused[1], -1)
+
+
+def project_glu(x: torch.Tensor, gate: nn.Module, up: nn.Module, down: nn.Module) -> torch.Tensor:
+    """``down(F.silu(gate(x)) * up(x))``, the SwiGLU MLP: gate and up in one kernel call and the SwiGLU with the
+    down projection in a second where ``project``'s conditions hold (for ``down`` too); otherwise PyTorch's ops for
+    the part that cannot."""
+    fused = _fused(x, (gate, up))
+    if fused is None:
+        return down(F.silu(gate(x)) * up(x))
+    y = _fused(fused[0], (down,), glu=True)
+    if y is not None:
+        return y[0]
+    g, u = fused[0].split_with_sizes(fused[1], -1)
+    return down(F.silu(g) * u)
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

@@ -74,29 +74,58 @@ def test_linear_int8_equals_the_dequantized_product(dtype):
 
 
 @needs_kernels
-def test_norm_rope_and_attention_kernels_equal_pytorch():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_glu_products_equal_silu_then_the_product(dtype):
+    g = torch.Generator().manual_seed(7)
+    gu = (torch.randn(3, 1, 2 * 70, generator=g) * 3).to(dtype)  # [gate | up]: 70 columns, a tail after 64
+    gu[0, 0, 5] = -200.0  # exp overflows: silu is -0
+    act = F.silu(gu[..., :70]) * gu[..., 70:]  # what the kernel stands in for, rounded where PyTorch rounds
+    lin = nn.Linear(70, 33, bias=False)
+    q = Int8Linear(lin, dtype)
+    with torch.inference_mode():
+        got8, ref8 = cpu_kernels.linear_int8(gu, (q.weight_int8, q.scale), glu=True), q(act)
+        assert torch.equal(got8, ref8)  # the same int16 activations as the unfused kernel call
+        if dtype == torch.bfloat16:
+            w = lin.weight.detach().bfloat16()
+            assert torch.equal(cpu_kernels.linear_bf16(gu, w, glu=True), cpu_kernels.linear_bf16(act, w))
+
+
+@needs_kernels
+@pytest.mark.parametrize("d,pos", [(12, 37), (64, 0), (64, 100)])  # 64: the vector paths; 101 slots: a tail
+def test_norm_rope_and_attention_kernels_equal_pytorch(d, pos):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 1, 72, generator=g).bfloat16()
+    r = torch.randn(3, 1, 72, generator=g).bfloat16()
     norm = RMSNorm(72, 1e-5).bfloat16()
     norm.weight.data.uniform_(0.5, 1.5, generator=g)
     with torch.inference_mode():
         ref = norm(x)
         got = cpu_kernels.rms_norm_bf16(x, norm.weight, norm.eps)
-    assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item()
+        assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item()
+        total, got = cpu_kernels.rms_norm_bf16(x, norm.weight, norm.eps, residual=r)
+        assert torch.equal(total, x + r)
+        ref = norm(x + r)
+        assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item()
 
-    q = torch.randn(2, 6, 1, 12, generator=g).bfloat16()
-    cos, sin = torch.randn(2, 1, 12, generator=g), torch.randn(2, 1, 12, generator=g)
-    ref = apply_rope(q, cos, sin)
-    got = cpu_kernels.rope_bf16(q, cos, sin)
-    assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item()
-
-    cache = torch.randn(2, 2, 50, 12, generator=g).bfloat16()  # [B, KV, max_len, D]: the kernel reads a view of it
-    k, v = cache[:, :, :37], (cache[:, :, :37] * 0.5 + 0.1)
-    v = cache.clone()[:, :, :37]  # same strides as k
-    ref = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-    got = cpu_kernels.decode_attention_bf16(q, k, v)
-    assert got is not None
-    assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item() + 1e-3
+    # One decode step of 2 rows, 6 query heads on 2 key/value heads of d, after pos cached slots; q/k/v are views of
+    # one fused projection's output, as Attention passes them.
+    b, heads, kv = 2, 6, 2
+    qkv = torch.randn(b, 1, (heads + 2 * kv) * d, generator=g).bfloat16()
+    q, k, v = qkv.split_with_sizes([heads * d, kv * d, kv * d], -1)
+    cos, sin = torch.randn(b, 1, d, generator=g), torch.randn(b, 1, d, generator=g)
+    cache_k, cache_v = torch.randn(2, b, kv, 120, d, generator=g).bfloat16().unbind(0)
+    ref_k, ref_v = cache_k.clone(), cache_v.clone()
+    qh = apply_rope(q.view(b, 1, heads, d).transpose(1, 2), cos, sin)
+    ref_k[:, :, pos:pos + 1] = apply_rope(k.view(b, 1, kv, d).transpose(1, 2), cos, sin)
+    ref_v[:, :, pos:pos + 1] = v.view(b, 1, kv, d).transpose(1, 2)
+    ref = F.scaled_dot_product_attention(qh, ref_k[:, :, :pos + 1], ref_v[:, :, :pos + 1], enable_gqa=True)
+    ref = ref.transpose(1, 2).reshape(b, 1, heads * d)
+    with torch.inference_mode():
+        got = cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache_k, cache_v, pos, heads, kv)
+        assert got is not None
+        assert torch.equal(cache_k, ref_k) and torch.equal(cache_v, ref_v)  # RoPE'd keys, values, slot pos only
+        assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item() + 1e-3
+        assert cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache_k, cache_v, 120, heads, kv) is None
 
 
 # ---- a prepared model -------------------------------------------------------------------------------------------
