@@ -78,11 +78,31 @@ class Constraint:
     def structured(self) -> bool:  # True while inside JSON (no repetition penalty there)
         return True
 
-    def tokens_to_finish(self, after: int) -> int | None:
-        """Tokens a complete output needs after ``after`` along the closing path (None: this grammar cannot tell)."""
+    def accepts(self, token: int) -> bool:
+        allowed = self.allowed()
+        return token < allowed.shape[0] and bool(allowed[token])
+
+    def forced_token(self) -> int | None:  # the only legal token here, if there is just one
+        allowed = self.allowed().nonzero()
+        return int(allowed[0]) if len(allowed) == 1 else None
+
+    def mask_logits(self, logits: torch.Tensor, ban: int | None = None) -> None:
+        """Set the logits of the tokens the grammar does not allow (and of ``ban``, where another is allowed) to
+        -inf, in place."""
+        allowed = self.allowed().clone()
+        if ban is not None and ban < allowed.shape[0] and allowed[ban] and int(allowed.sum()) > 1:
+            allowed[ban] = False
+        if not allowed.any():
+            raise NessoError("the grammar allows no token here (constraint error)")
+        logits[: allowed.shape[0]].masked_fill_(~allowed.to(logits.device), float("-inf"))
+        logits[allowed.shape[0]:] = float("-inf")
+
+    def tokens_to_finish(self, after: int, limit: int) -> int | None:
+        """Tokens a complete output needs after ``after`` along the closing path, or ``limit + 1`` if more (None:
+        this grammar cannot tell)."""
         return None
 
-    def closing_token(self) -> int:  # the first token of the closing path from here
+    def closing_token(self, previous: int | None = None) -> int:  # the closing path's first token from here
         raise NotImplementedError
 
 
@@ -112,6 +132,7 @@ class _Sequence:
         self.detok = _Detokenizer(tokenizer)
         self.finish: str | None = None
         self.closing = False  # the structure guard closed the output to fit max_tokens
+        self.need: int | None = None  # tokens the closing path needs after the last token (where counted)
         self.emitted = 0  # chars of self.text already streamed
         self.holdback = max((len(s) for s in params.stop), default=0)
         self.generator = None
@@ -260,43 +281,53 @@ class Engine:
         """Keep a constrained output completable within max_tokens (part of the structure guard).
 
         A 135M model can loop inside a free JSON string ("ogre/ogre/ogre/...") until max_tokens cuts the output,
-        which would leave it invalid. Near the end of the budget, each token the model picks is checked: if after
-        it the grammar's shortest way to a complete output (close the string, then the brackets, then end) no
-        longer fits in the tokens left, the first token of that way is taken instead. The output then stays valid;
-        its finish_reason is "length", since the budget, not the model, ended it."""
+        which would leave it invalid. Over the last CLOSE_WINDOW tokens of the budget, each token the model picks
+        is checked: if after it the grammar's shortest way to a complete output (close the string, then the
+        brackets, then end) no longer fits in the tokens left, the first token of that way is taken instead. The
+        output then stays valid; its finish_reason is "length", since the budget, not the model, ended it."""
         c = seq.constraint
         if c is None or not seq.params.structure_guard or tok in self.stop_ids:
             return tok
         left = seq.params.max_tokens - len(seq.out)
         if left > CLOSE_WINDOW:
+            seq.need = None
             return tok
-        need = c.tokens_to_finish(after=tok)
-        if need is None or need <= left - 1:
+        if seq.need is not None and tok == c.forced_token():
+            seq.need -= 1  # the grammar's only legal token is the closing path's first: the rest is unchanged
+        else:
+            seq.need = c.tokens_to_finish(after=tok, limit=left)
+        if seq.need is None or seq.need <= left - 1:
             return tok
-        seq.closing = True
-        return c.closing_token()
+        seq.closing, seq.need = True, None
+        return c.closing_token(seq.out[-1] if seq.out else None)
 
     def _sample(self, seq: _Sequence, logits: torch.Tensor) -> int:
-        p = seq.params
-        if seq.constraint is not None or p.repetition_penalty != 1.0:
-            logits = logits.clone()  # masked in place below; temperature sampling works on a new tensor anyway
-        if seq.constraint is not None:
-            allowed = seq.constraint.allowed()
-            if p.structure_guard and seq.in_structured_region():
-                # A token that would extend a loop inside the JSON is banned where the grammar allows another.
-                banned = loop_continuation(seq.out)
-                if banned is not None and banned < allowed.shape[0] and allowed[banned] and int(allowed.sum()) > 1:
-                    allowed[banned] = False
-            logits[: allowed.shape[0]].masked_fill_(~allowed.to(logits.device), float("-inf"))
-            logits[allowed.shape[0]:] = float("-inf")
-            if torch.isinf(logits).all():
-                raise NessoError("the grammar allows no token here (constraint error)")
-        if p.repetition_penalty != 1.0 and not seq.in_structured_region():
+        p, c = seq.params, seq.constraint
+        structured = seq.in_structured_region()
+        if p.repetition_penalty != 1.0 and not structured:
+            logits = logits.clone()
             seen = torch.cat([seq.seen, torch.tensor(seq.out, dtype=torch.long)]).unique().to(logits.device)
             vals = logits[seen]
             logits[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+        if c is None:
+            return self._pick(seq, logits)
+        # A token that would extend a loop inside the JSON is banned where the grammar allows another.
+        loop = loop_continuation(seq.out) if p.structure_guard and structured else None
+        if loop is None and p.top_p == 1.0 and p.top_k == 0:
+            # Pick from the whole distribution first and keep the token if the grammar accepts it (~1 us): the
+            # same token greedy decoding of the masked logits gives, and for temperature sampling the same
+            # distribution (rejected draws are redrawn from the masked one). The mask is only built when needed.
+            tok = self._pick(seq, logits)
+            if c.accepts(tok):
+                return self._fit(seq, tok)
+        logits = logits.clone()
+        c.mask_logits(logits, loop)
+        return self._fit(seq, self._pick(seq, logits))
+
+    def _pick(self, seq: _Sequence, logits: torch.Tensor) -> int:
+        p = seq.params
         if p.temperature == 0:
-            return self._fit(seq, _argmax(logits))
+            return _argmax(logits)
         logits = logits / p.temperature
         if p.top_k and p.top_k < logits.shape[0]:
             kth = torch.topk(logits, p.top_k).values[-1]
@@ -308,7 +339,7 @@ class Engine:
             drop = cum - sorted_probs > p.top_p
             sorted_probs[drop] = 0.0
             probs = torch.zeros_like(probs).scatter_(0, idx, sorted_probs)
-        return self._fit(seq, int(torch.multinomial(probs.cpu(), 1, generator=seq.generator)))
+        return int(torch.multinomial(probs.cpu(), 1, generator=seq.generator))
 
     def _accept(self, seq: _Sequence, tok: int) -> None:
         seq.sampled.append(tok)
@@ -538,7 +569,9 @@ class ContinuousBatch:
 
 
 LOOP_PERIOD, LOOP_SPAN = 16, 12
-CLOSE_WINDOW = 64  # the budget check runs over the last this many tokens (a longer closing path is not looked for)
+# The budget check runs over the last this many tokens; a call that needs more than this to complete could still be
+# opened too late (no tool call or schema here comes near it).
+CLOSE_WINDOW = 128
 
 
 def loop_continuation(ids: list[int], max_period: int = LOOP_PERIOD, min_span: int = LOOP_SPAN) -> int | None:

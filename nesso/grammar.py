@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nesso.engine import CLOSE_WINDOW, TOOL_CLOSE, TOOL_OPEN, Constraint
+from nesso.engine import TOOL_CLOSE, TOOL_OPEN, Constraint
 from nesso.errors import NessoError
 from nesso.tokenizer import Tokenizer
 
@@ -165,14 +165,16 @@ class GrammarCompiler:
         self._lock = threading.Lock()
         self._tokenizer = tokenizer
         self._closers: list[np.ndarray] | None = None
+        self.closers()  # built with the compiler (~0.2 s for 128k ids), not inside the first timed decode
 
     def closers(self) -> list[np.ndarray]:
         """Token ids that finish an output, best first: end of sequence; a quote (closing the open string) with
-        only closing brackets after it; closing brackets alone. Within a tier the longest text comes first."""
+        only closing brackets after it; closing brackets alone; a comma (ends a number or literal where a required
+        key must follow). Within a tier the longest text comes first."""
         if self._closers is None:
             n = min(self._tokenizer.vocab_size, self.vocab_size)
             texts = self._tokenizer.backend.decode_batch([[i] for i in range(n)], skip_special_tokens=False)
-            quote, bracket = [], []
+            quote, bracket, comma = [], [], []
             for i, text in enumerate(texts):
                 t = text.strip()
                 if not t or "\ufffd" in t:
@@ -181,12 +183,14 @@ class GrammarCompiler:
                     quote.append(i)
                 elif set(t) <= set("}]"):
                     bracket.append(i)
+                elif text == ",":
+                    comma.append(i)
 
             def longest_first(ids: list[int]) -> np.ndarray:
                 return np.array(sorted(ids, key=lambda i: (-len(texts[i]), i)), dtype=np.int64)
 
             stops = np.array(sorted(i for i in self._tokenizer.stop_ids if i < self.vocab_size), dtype=np.int64)
-            self._closers = [stops, longest_first(quote), longest_first(bracket)]
+            self._closers = [stops, longest_first(quote), longest_first(bracket), np.array(comma, dtype=np.int64)]
         return self._closers
 
     def compile(self, lark: str) -> str:
@@ -241,47 +245,72 @@ class LLGuidanceConstraint(Constraint):
 
     def _mask(self, matcher: Any) -> np.ndarray:
         bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
-        return np.unpackbits(bits, bitorder="little")[: self.compiler.vocab_size].astype(bool)
+        return np.unpackbits(bits, bitorder="little")[: self.compiler.vocab_size].view(bool)
 
     def allowed(self) -> torch.Tensor:
         return torch.from_numpy(self._mask(self.matcher))
 
-    def _closing_step(self, matcher: Any) -> int | None:
+    def accepts(self, token: int) -> bool:
+        return token < self.compiler.vocab_size and self.matcher.validate_tokens([token]) == 1
+
+    def forced_token(self) -> int | None:
+        forced = self.matcher.compute_ff_tokens()
+        return forced[0] if forced else None
+
+    def mask_logits(self, logits: torch.Tensor, ban: int | None = None) -> None:
+        vocab = self.compiler.vocab_size
+        legal = self._mask(self.matcher)
+        if ban is not None and ban < vocab and legal[ban] and np.count_nonzero(legal) > 1:
+            legal[ban] = False
+        if not legal.any():
+            raise NessoError("the grammar allows no token here (constraint error)")
+        logits[:vocab].masked_fill_(torch.from_numpy(~legal).to(logits.device), float("-inf"))
+        logits[vocab:] = float("-inf")
+
+    def _closing_step(self, matcher: Any, previous: int | None) -> int | None:
         """The closing path's next token: the best legal closer, else (a digit, a required key, a string's
-        minLength) the lowest legal id."""
+        minLength) the lowest legal id other than ``previous`` (so a number that must be > 0 does not grow
+        "0.0000…" forever)."""
         bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)  # tested bit by bit: no full unpack
         for tier in self.compiler.closers():
             ok = tier[(bits[tier >> 3] >> (tier & 7)) & 1 == 1]
             if ok.size:
                 return int(ok[0])
-        nonzero = np.flatnonzero(bits)
-        if not nonzero.size:
-            return None
-        byte = int(nonzero[0])
-        tok = byte * 8 + (int(bits[byte]) & -int(bits[byte])).bit_length() - 1
-        return tok if tok < self.compiler.vocab_size else None
+        only = None
+        for byte in np.flatnonzero(bits)[:4].tolist():
+            v = int(bits[byte])
+            while v:
+                low = v & -v
+                tok = byte * 8 + low.bit_length() - 1
+                if tok >= self.compiler.vocab_size:
+                    return only
+                if tok != previous:
+                    return tok
+                only = tok
+                v ^= low
+        return only
 
-    def tokens_to_finish(self, after: int) -> int | None:
+    def tokens_to_finish(self, after: int, limit: int) -> int | None:
         m = self.matcher.deep_copy()
         if not m.consume_token(after):
-            return CLOSE_WINDOW + 1
-        n = 0
-        while n <= CLOSE_WINDOW:
+            return limit + 1
+        n, previous = 0, after
+        while n <= limit:
             if m.is_accepting() or m.is_stopped():
                 return n
             forced = m.compute_ff_tokens()  # tags and keys: a run of single-choice tokens in one call
             if forced:
                 m.consume_tokens(forced)
-                n += len(forced)
+                n, previous = n + len(forced), forced[-1]
                 continue
-            tok = self._closing_step(m)
+            tok = self._closing_step(m, previous)
             if tok is None or not m.consume_token(tok):
                 break
-            n += 1
-        return CLOSE_WINDOW + 1
+            n, previous = n + 1, tok
+        return limit + 1
 
-    def closing_token(self) -> int:
-        tok = self._closing_step(self.matcher)
+    def closing_token(self, previous: int | None = None) -> int:
+        tok = self._closing_step(self.matcher, previous)
         if tok is None:
             raise NessoError("the grammar allows no token here (constraint error)")
         return tok

@@ -249,7 +249,7 @@ def test_guard_needs_only_the_closing_path_length(engine):
     # The closing path, counted on a copy of the matcher (an upper bound of the shortest complete call: where the
     # path takes the lowest legal id, the model may need fewer tokens), fits a budget of exactly its length.
     c = compiler(engine).for_tools(FREE_TOOL, "required", parallel=False)
-    path = 1 + c.tokens_to_finish(after=c.closing_token())
+    path = 1 + c.tokens_to_finish(after=c.closing_token(), limit=1000)
     for budget, complete in ((path, True), (10, False)):
         for seed in range(2):
             out = generate(engine, compiler(engine).for_tools(FREE_TOOL, "required", parallel=False), seed, budget)
