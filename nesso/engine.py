@@ -97,9 +97,9 @@ class Constraint:
         logits[: allowed.shape[0]].masked_fill_(~allowed.to(logits.device), float("-inf"))
         logits[allowed.shape[0]:] = float("-inf")
 
-    def tokens_to_finish(self, after: int, limit: int) -> int | None:
-        """Tokens a complete output needs after ``after`` along the closing path, or ``limit + 1`` if more (None:
-        this grammar cannot tell)."""
+    def tokens_to_finish(self, after: int | None, limit: int, previous: int | None = None) -> int | None:
+        """Tokens a complete output needs after ``after`` (None: from here, ``previous`` the last token) along the
+        closing path, or ``limit + 1`` if more or none is found (None: this grammar cannot tell)."""
         return None
 
     def closing_token(self, previous: int | None = None) -> int:  # the closing path's first token from here
@@ -298,8 +298,13 @@ class Engine:
             seq.need = c.tokens_to_finish(after=tok, limit=left)
         if seq.need is None or seq.need <= left - 1:
             return tok
-        seq.closing, seq.need = True, None
-        return c.closing_token(seq.out[-1] if seq.out else None)
+        previous = seq.out[-1] if seq.out else None
+        here = c.tokens_to_finish(None, left, previous)
+        seq.need = None
+        if here is None or here > left:  # no completion that fits from here either: the guard cannot help
+            return tok
+        seq.closing = True
+        return c.closing_token(previous)
 
     def _sample(self, seq: _Sequence, logits: torch.Tensor) -> int:
         p, c = seq.params, seq.constraint

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nesso.engine import TOOL_CLOSE, TOOL_OPEN, Constraint
+from nesso.engine import TOOL_CLOSE, TOOL_OPEN, Constraint, loop_continuation
 from nesso.errors import NessoError
 from nesso.tokenizer import Tokenizer
 
@@ -290,23 +290,29 @@ class LLGuidanceConstraint(Constraint):
                 v ^= low
         return only
 
-    def tokens_to_finish(self, after: int, limit: int) -> int | None:
+    def tokens_to_finish(self, after: int | None, limit: int, previous: int | None = None) -> int | None:
         m = self.matcher.deep_copy()
-        if not m.consume_token(after):
-            return limit + 1
-        n, previous = 0, after
-        while n <= limit:
+        if after is not None:
+            if not m.consume_token(after):
+                return limit + 1
+            previous = after
+        path: list[int] = []
+        while len(path) <= limit:
             if m.is_accepting() or m.is_stopped():
-                return n
+                return len(path)
             forced = m.compute_ff_tokens()  # tags and keys: a run of single-choice tokens in one call
             if forced:
                 m.consume_tokens(forced)
-                n, previous = n + len(forced), forced[-1]
+                path += forced
+                previous = forced[-1]
                 continue
             tok = self._closing_step(m, previous)
-            if tok is None or not m.consume_token(tok):
+            # No completion found: no legal token, or the path runs in a loop (brackets as the content of an
+            # e-mail string whose closing quote needs an "@" first).
+            if tok is None or loop_continuation(path) == tok or not m.consume_token(tok):
                 break
-            n, previous = n + 1, tok
+            path.append(tok)
+            previous = tok
         return limit + 1
 
     def closing_token(self, previous: int | None = None) -> int:
