@@ -255,3 +255,15 @@ def test_guard_needs_only_the_closing_path_length(engine):
             out = generate(engine, compiler(engine).for_tools(FREE_TOOL, "required", parallel=False), seed, budget)
             parsed = parse_tool_calls(out.text, FREE_TOOL)
             assert (len(parsed.calls) == 1 and not parsed.errors) == complete, (budget, out.text)
+
+
+def test_guard_finds_no_completion_inside_an_email_before_its_at_sign(engine):
+    # The closing path cannot close an e-mail string that has no "@" yet (a quote is not legal, brackets are mere
+    # content): it reports no completion instead of walking "}}}}…", and the guard then leaves the model alone.
+    schema = {"type": "object", "properties": {"to": {"type": "string", "format": "email"}}, "required": ["to"]}
+    c = compiler(engine).for_json(schema)
+    for tok in engine.tokenizer.encode('{"to": "mario'):
+        c.advance(tok)
+    assert c.tokens_to_finish(None, 100) == 101
+    c.advance(engine.tokenizer.encode("@")[0])
+    assert c.tokens_to_finish(None, 100) <= 100  # after the "@" a domain and the quote close it
