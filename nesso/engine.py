@@ -282,9 +282,10 @@ class Engine:
 
         A 135M model can loop inside a free JSON string ("ogre/ogre/ogre/...") until max_tokens cuts the output,
         which would leave it invalid. Over the last CLOSE_WINDOW tokens of the budget, each token the model picks
-        is checked: if after it the grammar's shortest way to a complete output (close the string, then the
-        brackets, then end) no longer fits in the tokens left, the first token of that way is taken instead. The
-        output then stays valid; its finish_reason is "length", since the budget, not the model, ended it."""
+        is checked: if after it the closing path (close the string, then the brackets, then end; walked on a copy
+        of the grammar) no longer fits in the tokens left, the first token of the closing path from here is taken
+        instead. The output then stays valid; its finish_reason is "length", since the budget, not the model,
+        ended it. Where no closing path is found from here either, the model's token stands."""
         c = seq.constraint
         if c is None or not seq.params.structure_guard or tok in self.stop_ids:
             return tok
