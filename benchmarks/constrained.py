@@ -115,6 +115,9 @@ def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int, ma
             valid += ok
             if not ok:
                 failures.append((kind, out.finish_reason, out.text))
+        done = start + len(chunk)
+        if done % 100 < batch:
+            print(f"    {done}/{n}: {valid} valid, {time.perf_counter() - started:.0f} s", flush=True)
     secs = time.perf_counter() - started
     print(f"(b) {valid}/{n} constrained outputs parse and validate ({finished} ended by the grammar/eos, "
           f"{n - finished} reached max_tokens={max_tokens}); {calls} tool calls; {secs:.0f} s")

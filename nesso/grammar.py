@@ -166,6 +166,9 @@ class GrammarCompiler:
         self._tokenizer = tokenizer
         self._closers: list[np.ndarray] | None = None
         self.closers()  # built with the compiler (~0.2 s for 128k ids), not inside the first timed decode
+        single = [tokenizer.backend.token_to_id(ch) for ch in "@.a0-:"]
+        self.repair = [i for i in single if i is not None and i < vocab_size]
+        self.letter = single[2] if single[2] is not None and single[2] < vocab_size else None
 
     def closers(self) -> list[np.ndarray]:
         """Token ids that finish an output, best first: end of sequence; a quote (closing the open string) with
@@ -269,13 +272,20 @@ class LLGuidanceConstraint(Constraint):
 
     def _closing_step(self, matcher: Any, previous: int | None) -> int | None:
         """The closing path's next token: the best legal closer, else (a digit, a required key, a string's
-        minLength) the lowest legal id other than ``previous`` (so a number that must be > 0 does not grow
-        "0.0000…" forever)."""
+        minLength or format) a legal one of a few characters that formats need ("@", ".", "a", "0", "-", ":"),
+        else the lowest legal id; never ``previous`` again where another is legal (a number that must be > 0
+        would grow "0.0000…" forever)."""
         bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)  # tested bit by bit: no full unpack
-        for tier in self.compiler.closers():
+        letter = self.compiler.letter
+        # Where a letter is legal the path is inside a string, and brackets or commas would be its content.
+        in_string = letter is not None and (bits[letter >> 3] >> (letter & 7)) & 1
+        for tier in self.compiler.closers()[: 2 if in_string else 4]:
             ok = tier[(bits[tier >> 3] >> (tier & 7)) & 1 == 1]
             if ok.size:
                 return int(ok[0])
+        for tok in self.compiler.repair:  # characters that let formats progress: "@" and "." of an e-mail, …
+            if tok != previous and (bits[tok >> 3] >> (tok & 7)) & 1:
+                return tok
         only = None
         for byte in np.flatnonzero(bits)[:4].tolist():
             v = int(bits[byte])

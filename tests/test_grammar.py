@@ -257,13 +257,20 @@ def test_guard_needs_only_the_closing_path_length(engine):
             assert (len(parsed.calls) == 1 and not parsed.errors) == complete, (budget, out.text)
 
 
-def test_guard_finds_no_completion_inside_an_email_before_its_at_sign(engine):
-    # The closing path cannot close an e-mail string that has no "@" yet (a quote is not legal, brackets are mere
-    # content): it reports no completion instead of walking "}}}}…", and the guard then leaves the model alone.
+def test_closing_path_completes_an_email_string(engine):
+    # Inside an e-mail string the closing quote is not legal before an "@" and a domain (and brackets are mere
+    # content): the closing path takes the characters formats need, and the JSON it ends with validates.
     schema = {"type": "object", "properties": {"to": {"type": "string", "format": "email"}}, "required": ["to"]}
     c = compiler(engine).for_json(schema)
-    for tok in engine.tokenizer.encode('{"to": "mario'):
+    ids = engine.tokenizer.encode('{"to": "mario')
+    for tok in ids:
         c.advance(tok)
-    assert c.tokens_to_finish(None, 100) == 101
-    c.advance(engine.tokenizer.encode("@")[0])
-    assert c.tokens_to_finish(None, 100) <= 100  # after the "@" a domain and the quote close it
+    need = c.tokens_to_finish(None, 100, ids[-1])
+    assert need <= 10
+    previous = ids[-1]
+    for _ in range(need):
+        previous = c.closing_token(previous)
+        c.advance(previous)
+        ids.append(previous)
+    assert c.done or c.matcher.is_accepting()
+    jsonschema.validate(json.loads(engine.tokenizer.decode(ids)), schema, format_checker=jsonschema.FormatChecker())
