@@ -163,38 +163,10 @@ class GrammarCompiler:
                                             eos_token=sorted(tokenizer.stop_ids))
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._tokenizer = tokenizer
-        self._closers: list[np.ndarray] | None = None
-        self.closers()  # built with the compiler (~0.2 s for 128k ids), not inside the first timed decode
+        self.closers = _closers(tokenizer, vocab_size)  # ~0.2 s for 128k ids, here rather than in a timed decode
         single = [tokenizer.backend.token_to_id(ch) for ch in "@.a0-:"]
         self.repair = [i for i in single if i is not None and i < vocab_size]
         self.letter = single[2] if single[2] is not None and single[2] < vocab_size else None
-
-    def closers(self) -> list[np.ndarray]:
-        """Token ids that finish an output, best first: end of sequence; a quote (closing the open string) with
-        only closing brackets after it; closing brackets alone; a comma (ends a number or literal where a required
-        key must follow). Within a tier the longest text comes first."""
-        if self._closers is None:
-            n = min(self._tokenizer.vocab_size, self.vocab_size)
-            texts = self._tokenizer.backend.decode_batch([[i] for i in range(n)], skip_special_tokens=False)
-            quote, bracket, comma = [], [], []
-            for i, text in enumerate(texts):
-                t = text.strip()
-                if not t or "\ufffd" in t:
-                    continue
-                if t[0] == '"' and set(t[1:]) <= set('"}]'):
-                    quote.append(i)
-                elif set(t) <= set("}]"):
-                    bracket.append(i)
-                elif text == ",":
-                    comma.append(i)
-
-            def longest_first(ids: list[int]) -> np.ndarray:
-                return np.array(sorted(ids, key=lambda i: (-len(texts[i]), i)), dtype=np.int64)
-
-            stops = np.array(sorted(i for i in self._tokenizer.stop_ids if i < self.vocab_size), dtype=np.int64)
-            self._closers = [stops, longest_first(quote), longest_first(bracket), np.array(comma, dtype=np.int64)]
-        return self._closers
 
     def compile(self, lark: str) -> str:
         with self._lock:
@@ -222,6 +194,36 @@ class GrammarCompiler:
         return self.constraint(json_lark(schema), structured=True)
 
 
+def _closers(tokenizer: Tokenizer, vocab_size: int) -> list[np.ndarray]:
+    """Token ids that finish an output, best first: end of sequence; a quote (closing the open string) with only
+    closing brackets after it; closing brackets alone; a comma (ends a number or literal where a required key must
+    follow). Within a tier the longest text comes first."""
+    n = min(tokenizer.vocab_size, vocab_size)
+    texts = tokenizer.backend.decode_batch([[i] for i in range(n)], skip_special_tokens=False)
+    quote, bracket, comma = [], [], []
+    for i, text in enumerate(texts):
+        t = text.strip()
+        if not t or "\ufffd" in t:
+            continue
+        if t[0] == '"' and set(t[1:]) <= set('"}]'):
+            quote.append(i)
+        elif set(t) <= set("}]"):
+            bracket.append(i)
+        elif text == ",":
+            comma.append(i)
+
+    def longest_first(ids: list[int]) -> np.ndarray:
+        return np.array(sorted(ids, key=lambda i: (-len(texts[i]), i)), dtype=np.int64)
+
+    stops = np.array(sorted(i for i in tokenizer.stop_ids if i < vocab_size), dtype=np.int64)
+    return [stops, longest_first(quote), longest_first(bracket), np.array(comma, dtype=np.int64)]
+
+
+def _legal(bits: np.ndarray, tok: int) -> bool:
+    """Whether llguidance's packed token bitmask allows ``tok``."""
+    return bool((bits[tok >> 3] >> (tok & 7)) & 1)
+
+
 def _explain(detail: str) -> str:
     detail = detail.split(" 1 | ")[0]  # drop llguidance's echo of the grammar
     keys = re.search(r"Unimplemented keys: \[([^\]]*)\]", detail)
@@ -246,12 +248,9 @@ class LLGuidanceConstraint(Constraint):
             raise NessoError(f"the grammar cannot be used: {_short(self.matcher.get_error())}")
         self._structured = structured
 
-    def _mask(self, matcher: Any) -> np.ndarray:
-        bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
-        return np.unpackbits(bits, bitorder="little")[: self.compiler.vocab_size].view(bool)
-
     def allowed(self) -> torch.Tensor:
-        return torch.from_numpy(self._mask(self.matcher))
+        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
+        return torch.from_numpy(np.unpackbits(bits, bitorder="little")[: self.compiler.vocab_size].view(bool))
 
     def accepts(self, token: int) -> bool:
         return token < self.compiler.vocab_size and self.matcher.validate_tokens([token]) == 1
@@ -259,16 +258,6 @@ class LLGuidanceConstraint(Constraint):
     def forced_token(self) -> int | None:
         forced = self.matcher.compute_ff_tokens()
         return forced[0] if forced else None
-
-    def mask_logits(self, logits: torch.Tensor, ban: int | None = None) -> None:
-        vocab = self.compiler.vocab_size
-        legal = self._mask(self.matcher)
-        if ban is not None and ban < vocab and legal[ban] and np.count_nonzero(legal) > 1:
-            legal[ban] = False
-        if not legal.any():
-            raise NessoError("the grammar allows no token here (constraint error)")
-        logits[:vocab].masked_fill_(torch.from_numpy(~legal).to(logits.device), float("-inf"))
-        logits[vocab:] = float("-inf")
 
     def _closing_step(self, matcher: Any, previous: int | None) -> int | None:
         """The closing path's next token: the best legal closer, else (a digit, a required key, a string's
@@ -278,13 +267,13 @@ class LLGuidanceConstraint(Constraint):
         bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)  # tested bit by bit: no full unpack
         letter = self.compiler.letter
         # Where a letter is legal the path is inside a string, and brackets or commas would be its content.
-        in_string = letter is not None and (bits[letter >> 3] >> (letter & 7)) & 1
-        for tier in self.compiler.closers()[: 2 if in_string else 4]:
+        in_string = letter is not None and _legal(bits, letter)
+        for tier in self.compiler.closers[: 2 if in_string else 4]:
             ok = tier[(bits[tier >> 3] >> (tier & 7)) & 1 == 1]
             if ok.size:
                 return int(ok[0])
         for tok in self.compiler.repair:  # characters that let formats progress: "@" and "." of an e-mail, …
-            if tok != previous and (bits[tok >> 3] >> (tok & 7)) & 1:
+            if tok != previous and _legal(bits, tok):
                 return tok
         only = None
         for byte in np.flatnonzero(bits)[:4].tolist():
