@@ -309,7 +309,8 @@ class Engine:
 
     def _sample(self, seq: _Sequence, logits: torch.Tensor) -> int:
         p, c = seq.params, seq.constraint
-        structured = seq.in_structured_region()
+        # Only where something depends on it: the region test scans the text, which grows every step.
+        structured = (p.repetition_penalty != 1.0 or (c is not None and p.structure_guard)) and seq.in_structured_region()
         if p.repetition_penalty != 1.0 and not structured:
             logits = logits.clone()
             seen = torch.cat([seq.seen, torch.tensor(seq.out, dtype=torch.long)]).unique().to(logits.device)
@@ -318,7 +319,7 @@ class Engine:
         if c is None:
             return self._pick(seq, logits)
         # A token that would extend a loop inside the JSON is banned where the grammar allows another.
-        loop = loop_continuation(seq.out) if p.structure_guard and structured else None
+        loop = loop_continuation(seq.out) if structured and p.structure_guard else None
         if loop is None and p.top_p == 1.0 and p.top_k == 0:
             # Pick from the whole distribution first and keep the token if the grammar accepts it (~1 us): the
             # same token greedy decoding of the masked logits gives, and for temperature sampling the same
