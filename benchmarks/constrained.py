@@ -33,19 +33,25 @@ def prompt_for(tok, row, with_tools: bool) -> str:
 
 def overhead(engine: Engine, rows: list[dict], tokens: int) -> None:
     """Same prompts, with the lazy 'auto' tool grammar and the 'required' grammar (every token constrained), each
-    against no grammar for the same number of new tokens (a grammar often ends the output before ``tokens``; tok/s
-    of a shorter run carries more fixed per-request cost), in one interleaved run."""
+    against no grammar for the same number of decode steps (a grammar often ends the output before ``tokens``;
+    tok/s of a shorter run carries more fixed per-request cost), in one interleaved run. A step is one forward
+    pass and one sampled token: an output the grammar ends takes one step more than its tokens (the end of
+    sequence), an output cut at max_tokens does not, so steps, not output tokens, are what both sides count."""
     comp = compiler_for(engine.tokenizer, engine.model.config.vocab_size)
     modes = ("auto", "required")
     rates: dict[str, list[float]] = {m: [] for m in modes}
     plain: dict[str, list[float]] = {m: [] for m in modes}
     mask_ms = []
 
+    steps = [0]
+    engine.model.register_forward_hook(lambda *_: steps.__setitem__(0, steps[0] + 1))
+
     def rate(prompt: str, max_tokens: int, constraint=None) -> tuple[float, int]:
-        # Cache the prompt first: the timed run then reuses it, so it measures decoding, not prefill.
+        # Cache the prompt first: the timed run then reuses it (a one-token prefill), so it measures decoding.
         engine.generate(prompt, SamplingParams(max_tokens=1))
+        steps[0] = 0
         out = engine.generate(prompt, SamplingParams(max_tokens=max_tokens), constraint)
-        return max(1, out.completion_tokens - 1) / out.seconds, out.completion_tokens
+        return steps[0] / out.seconds, steps[0]
 
     for i, row in enumerate(rows):
         prompt = prompt_for(engine.tokenizer, row, True)
@@ -62,11 +68,11 @@ def overhead(engine: Engine, rows: list[dict], tokens: int) -> None:
                 constrained, _ = rate(prompt, tokens, comp.for_tools(row["tools"], mode))
             rates[mode].append(constrained)
             plain[mode].append(unconstrained)
-    print(f"(a) decode tok/s, median over {len(rows)} prompts (tool sets of 1-4 tools), each grammar run against no "
-          "grammar for the same number of tokens, interleaved in one run:")
+    print(f"(a) decode steps/s (tokens sampled per second), median over {len(rows)} prompts (tool sets of 1-4 tools), "
+          "each grammar run against no grammar for the same number of steps, interleaved in one run:")
     for m in modes:
         c, u = statistics.median(rates[m]), statistics.median(plain[m])
-        print(f"    {m} grammar {c:.1f} tok/s vs unconstrained {u:.1f} tok/s: ratio {c / u:.3f} "
+        print(f"    {m} grammar {c:.1f} steps/s vs unconstrained {u:.1f} steps/s: ratio {c / u:.3f} "
               f"({(1 - c / u) * 100:+.1f}% slower)")
     print(f"    mask {statistics.median(mask_ms):.3f} ms/token (llguidance, 'required' grammar)")
 

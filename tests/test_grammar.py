@@ -249,7 +249,7 @@ def test_guard_needs_only_the_closing_path_length(engine):
     # The closing path, counted on a copy of the matcher (an upper bound of the shortest complete call: where the
     # path takes the lowest legal id, the model may need fewer tokens), fits a budget of exactly its length.
     c = compiler(engine).for_tools(FREE_TOOL, "required", parallel=False)
-    path = 1 + c.tokens_to_finish(after=c.closing_token(), limit=1000)
+    path = 1 + len(c.closing_path(after=c.closing_token(), limit=1000))
     for budget, complete in ((path, True), (10, False)):
         for seed in range(2):
             out = generate(engine, compiler(engine).for_tools(FREE_TOOL, "required", parallel=False), seed, budget)
@@ -265,12 +265,42 @@ def test_closing_path_completes_an_email_string(engine):
     ids = engine.tokenizer.encode('{"to": "mario')
     for tok in ids:
         c.advance(tok)
-    need = c.tokens_to_finish(None, 100, ids[-1])
-    assert need <= 10
+    path = c.closing_path(None, 100, ids[-1])
+    assert len(path) <= 10 and c.completes(path)
     previous = ids[-1]
-    for _ in range(need):
+    for expected in path:  # the path is the one closing_token follows, step by step
         previous = c.closing_token(previous)
+        assert previous == expected
         c.advance(previous)
         ids.append(previous)
     assert c.done or c.matcher.is_accepting()
     jsonschema.validate(json.loads(engine.tokenizer.decode(ids)), schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_closing_path_takes_the_tool_that_closes_soonest(engine):
+    # Greedily (lowest id first) the path would name "a_event", whose four required arguments need far more
+    # tokens than "read"'s one. Where the greedy path does not fit, the path tries each option at its first
+    # choice, so a tight budget still admits the shortest call.
+    long_args = {k: {"type": "string", "format": "date"} for k in ("start", "end", "due", "since")}
+    tools = [{"type": "function", "function": {"name": "a_event", "parameters": {
+        "type": "object", "properties": long_args, "required": list(long_args)}}},
+             {"type": "function", "function": {"name": "read", "parameters": {
+                 "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
+    c = compiler(engine).for_tools(tools, "required", parallel=False)
+    greedy = c.closing_path(None, 1000)
+    assert "a_event" in engine.tokenizer.decode(greedy)
+    short = c.closing_path(None, len(greedy) - 1)
+    assert short is not None and "read" in engine.tokenizer.decode(short) and c.completes(short)
+    assert c.closing_path(None, len(short) - 1) is None
+    out = generate(engine, compiler(engine).for_tools(tools, "required", parallel=False), 0, len(short))
+    parsed = parse_tool_calls(out.text, tools)
+    assert len(parsed.calls) == 1 and not parsed.errors, out.text
+
+
+def test_completes_checks_a_path_to_the_end(engine):
+    c = compiler(engine).for_json({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})
+    tok = engine.tokenizer
+    assert c.completes(tok.encode('{"a": 5}'))
+    assert not c.completes(tok.encode('{"a": 5'))  # legal so far, but not finished
+    assert not c.completes(tok.encode('{"b": 5}'))  # not legal
+    assert not c.completes([])
