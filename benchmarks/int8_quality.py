@@ -36,18 +36,6 @@ def text_rows(tokenizer, rows: int, length: int) -> torch.Tensor:
     return torch.tensor(ids[: rows * length]).view(rows, length)
 
 
-def nesso_logits(model: torch.nn.Module, rows: torch.Tensor) -> np.ndarray:
-    """fp32 logits [rows * (length - WARM), vocab] of one-token decode steps after a WARM-token prefill."""
-    b, t = rows.shape
-    outs = []
-    with torch.inference_mode():
-        model.setup_caches(b, t + 1)
-        model(rows[:, :WARM], cache_start=0)
-        for p in range(WARM, t):
-            outs.append(model(rows[:, p:p + 1], cache_start=p)[:, 0].float())
-    return torch.stack(outs, 1).reshape(-1, outs[0].shape[-1]).numpy()
-
-
 def llama_cpp_logits(path: Path, rows: torch.Tensor, threads: int) -> np.ndarray:
     from llama_cpp import Llama
 
@@ -81,7 +69,7 @@ def main() -> None:
 
     from nesso.gguf_export import export_gguf
     from nesso.loader import load_model
-    from nesso.quantize import maybe_quantize
+    from nesso.quantize import decode_logits, maybe_quantize
 
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model, dtype=torch.float32)
@@ -90,9 +78,10 @@ def main() -> None:
     n = rows.shape[0] * (rows.shape[1] - WARM)
     print(f"model {loaded.source}; {n} positions of real text; {args.threads} threads")
 
-    logits = {"nesso fp32": nesso_logits(base, rows)}
+    logits = {"nesso fp32": decode_logits(base, rows, WARM).numpy()}
     for name, quant in (("nesso bf16", "none"), ("nesso int8", "int8")):
-        logits[name] = nesso_logits(maybe_quantize(copy.deepcopy(base).to(torch.bfloat16).eval(), quant), rows)
+        model = maybe_quantize(copy.deepcopy(base).to(torch.bfloat16).eval(), quant)
+        logits[name] = decode_logits(model, rows, WARM).numpy()
     if importlib.util.find_spec("llama_cpp") is None:
         print("llama-cpp-python is not installed (pip install llama-cpp-python): nesso's numbers only")
     else:

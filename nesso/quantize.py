@@ -177,3 +177,17 @@ def maybe_quantize(model: nn.Module, mode: str | None) -> nn.Module:
     if mode == "int8":
         quantize_int8(model)
     return use_kernels(model)
+
+
+def decode_logits(model: nn.Module, rows: torch.Tensor, warm: int = 3) -> torch.Tensor:
+    """fp32 logits [B * (T - warm), V] of one-token decode steps fed the tokens of ``rows`` [B, T] after a prefill
+    of their first ``warm``: teacher forcing through the KV cache, the path generation takes, so that a quantized
+    model's next-token choices can be compared position by position with another's."""
+    b, t = rows.shape
+    outs = []
+    with torch.inference_mode():
+        model.setup_caches(b, t + 1)
+        model(rows[:, :warm], cache_start=0)
+        for p in range(warm, t):
+            outs.append(model(rows[:, p:p + 1], cache_start=p)[:, 0].float())
+    return torch.stack(outs, 1).reshape(-1, outs[0].shape[-1])

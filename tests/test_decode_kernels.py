@@ -17,7 +17,7 @@ from torch import nn
 from nesso import cpu_kernels
 from nesso.config import ModelConfig
 from nesso.model import RMSNorm, apply_rope, build_model
-from nesso.quantize import Int8Linear, KernelLinear, maybe_quantize, use_kernels
+from nesso.quantize import Int8Linear, KernelLinear, decode_logits, maybe_quantize, use_kernels
 
 needs_kernels = pytest.mark.skipif(not cpu_kernels.available(), reason="no C compiler: the kernels are off")
 
@@ -32,18 +32,6 @@ def rel_error(a: torch.Tensor, ref: torch.Tensor) -> float:
 
 def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.argmax(-1) == b.argmax(-1)).float().mean().item()
-
-
-def teacher_forced(model: nn.Module, rows: torch.Tensor, warm: int = 3) -> torch.Tensor:
-    """fp32 logits [B * (T - warm), V] of one-token decode steps fed the given tokens after a prefill of ``warm``."""
-    b, t = rows.shape
-    outs = []
-    with torch.inference_mode():
-        model.setup_caches(b, t + 1)
-        model(rows[:, :warm], cache_start=0)
-        for p in range(warm, t):
-            outs.append(model(rows[:, p:p + 1], cache_start=p)[:, 0].float())
-    return torch.stack(outs, 1).reshape(-1, outs[0].shape[-1])
 
 
 # ---- each kernel against the op it replaces ---------------------------------------------------------------------
@@ -139,8 +127,8 @@ def test_prepared_model_decodes_like_the_pytorch_forward():
     assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), plain.state_dict().values()))
     assert fast.lm_head.weight is fast.embed_tokens.weight  # still tied
     rows = torch.randint(0, TINY.vocab_size, (2, 30), generator=torch.Generator().manual_seed(0))
-    ref32 = teacher_forced(build_model(TINY, dtype=torch.float32, seed=3).eval(), rows)
-    slow, got = teacher_forced(plain, rows), teacher_forced(fast, rows)
+    ref32 = decode_logits(build_model(TINY, dtype=torch.float32, seed=3).eval(), rows)
+    slow, got = decode_logits(plain, rows), decode_logits(fast, rows)
     assert rel_error(got, slow) < 2e-2  # both bf16, rounded at different places
     assert rel_error(got, ref32) <= 1.5 * rel_error(slow, ref32) + 1e-3  # as close to fp32 as PyTorch's bf16
 
@@ -149,9 +137,9 @@ def test_prepared_model_decodes_like_the_pytorch_forward():
 def test_batched_rows_equal_single_rows():
     model = maybe_quantize(build_model(TINY, dtype=torch.bfloat16, seed=4).eval(), "int8")
     rows = torch.randint(0, TINY.vocab_size, (3, 12), generator=torch.Generator().manual_seed(1))
-    together = teacher_forced(model, rows).reshape(3, -1, TINY.vocab_size)
+    together = decode_logits(model, rows).reshape(3, -1, TINY.vocab_size)
     for i in range(3):
-        assert torch.equal(together[i], teacher_forced(model, rows[i:i + 1]))  # each row alone, same order
+        assert torch.equal(together[i], decode_logits(model, rows[i:i + 1]))  # each row alone, same order
 
 
 @needs_kernels
@@ -181,8 +169,8 @@ def test_lora_hooks_still_apply_on_a_prepared_model():
                 if "lora_B" in name:
                     p.copy_(torch.full_like(p, 0.05))  # B != 0: the adapters change the output
     rows = torch.randint(0, TINY.vocab_size, (1, 10), generator=torch.Generator().manual_seed(3))
-    bare = teacher_forced(use_kernels(build_model(TINY, dtype=torch.bfloat16, seed=6).eval()), rows)
-    slow, got = teacher_forced(plain, rows), teacher_forced(fast, rows)
+    bare = decode_logits(use_kernels(build_model(TINY, dtype=torch.bfloat16, seed=6).eval()), rows)
+    slow, got = decode_logits(plain, rows), decode_logits(fast, rows)
     assert rel_error(got, slow) < 2e-2
     assert rel_error(got, bare) > 10 * rel_error(got, slow)  # the adapters' contribution is there
 
@@ -200,9 +188,9 @@ def test_without_a_compiler_it_warns_once_and_uses_pytorch(monkeypatch, tmp_path
     prepared = maybe_quantize(copy.deepcopy(plain), "none")
     assert type(prepared.lm_head) is nn.Linear  # untouched
     rows = torch.randint(0, TINY.vocab_size, (1, 8), generator=torch.Generator().manual_seed(4))
-    assert torch.equal(teacher_forced(prepared, rows), teacher_forced(plain, rows))
+    assert torch.equal(decode_logits(prepared, rows), decode_logits(plain, rows))
     int8 = maybe_quantize(copy.deepcopy(plain), "int8")  # PyTorch's int8 weight-pack matmul instead
-    assert agreement(teacher_forced(int8, rows), teacher_forced(plain, rows)) >= 0.8
+    assert agreement(decode_logits(int8, rows), decode_logits(plain, rows)) >= 0.8
 
 
 def test_unknown_quantization_is_an_error():
@@ -243,9 +231,9 @@ def test_16bit_decode_is_within_bf16_tolerance_of_fp32(embedded, embedded_bf16, 
     own bf16 forward). A few positions of this model are far more sensitive than that (up to ~1.5x relative
     error in PyTorch's bf16 forward too), so the bound is on the median, next to PyTorch's."""
     rows = real_text_rows(embedded.tokenizer, 4, 40)
-    ref = teacher_forced(embedded.model.eval(), rows)  # fp32, plain PyTorch
-    got = teacher_forced(embedded_bf16, rows)
-    eager = teacher_forced(copy.deepcopy(embedded.model).to(torch.bfloat16).eval(), rows)  # PyTorch's bf16 forward
+    ref = decode_logits(embedded.model.eval(), rows)  # fp32, plain PyTorch
+    got = decode_logits(embedded_bf16, rows)
+    eager = decode_logits(copy.deepcopy(embedded.model).to(torch.bfloat16).eval(), rows)  # PyTorch's bf16 forward
     assert median_rel_error(got, ref) < 3e-2
     assert median_rel_error(got, ref) <= 1.25 * median_rel_error(eager, ref) + 1e-3
 
@@ -258,8 +246,8 @@ def test_int8_keeps_most_bf16_greedy_choices_on_1000_positions(embedded, embedde
     numbers."""
     int8 = maybe_quantize(copy.deepcopy(embedded.model).to(torch.bfloat16).eval(), "int8")
     rows = real_text_rows(embedded.tokenizer, 8, 128)  # 8 x 125 = 1,000 decoded positions
-    ref = teacher_forced(embedded_bf16, rows)
-    got = teacher_forced(int8, rows)
+    ref = decode_logits(embedded_bf16, rows)
+    got = decode_logits(int8, rows)
     assert ref.shape[0] == 1000
     assert agreement(got, ref) >= 0.85
     assert median_rel_error(got, ref) < 6e-2  # measured 0.052
