@@ -39,9 +39,15 @@ AGENTIC_PREFIX = "agentic:"
 
 
 # ---- rows ---------------------------------------------------------------------------------------------------
-def load_rows(spec: str, max_rows: int | None = None) -> list[dict[str, Any]]:
-    """Rows from ``agentic:N:SEED[:train|heldout]`` (generated now: the same rows as the split's JSONL written by
-    `nesso data agentic --n N --seed SEED`), a dataset directory (its train.jsonl) or a JSONL file."""
+def load_rows(spec: str | list[str], max_rows: int | None = None) -> list[dict[str, Any]]:
+    """Rows from ``agentic:N:SEED[:train|heldout|shipped]`` (generated now: the same rows as the split's JSONL
+    written by `nesso data agentic --n N --seed SEED`; ``shipped``: N rows for nesso's own tools), a dataset
+    directory (its train.jsonl) or a JSONL file — or from a list of those, one after another."""
+    if isinstance(spec, list):
+        if not spec:
+            raise NessoError("the list of data sources is empty; give at least one")
+        rows = [row for one in spec for row in load_rows(one)]
+        return rows[:max_rows] if max_rows is not None else rows
     if not isinstance(spec, str) or not spec.strip():
         raise NessoError("the data source must be a JSONL path, a dataset directory or agentic:N:SEED")
     if spec.startswith(AGENTIC_PREFIX):
@@ -62,7 +68,7 @@ def load_rows(spec: str, max_rows: int | None = None) -> list[dict[str, Any]]:
 
 
 def _generate_rows(spec: str) -> list[dict[str, Any]]:
-    from nesso.agentic_data import SPLITS, generate
+    from nesso.agentic_data import SHIPPED_SPLIT, SPLITS, generate, generate_shipped
 
     parts = spec[len(AGENTIC_PREFIX):].split(":")
     split = parts.pop() if len(parts) == 3 else "train"
@@ -70,9 +76,12 @@ def _generate_rows(spec: str) -> list[dict[str, Any]]:
         n, seed = (int(p) for p in parts)
     except ValueError:
         n = seed = -1
-    if len(parts) != 2 or n < 1 or seed < 0 or split not in SPLITS:
-        raise NessoError(f"{spec!r}: write agentic:N:SEED or agentic:N:SEED:heldout, e.g. agentic:5000:0 "
-                         "(N rows in all, as `nesso data agentic --n N --seed SEED`)")
+    if len(parts) != 2 or n < 1 or seed < 0 or split not in (*SPLITS, SHIPPED_SPLIT):
+        raise NessoError(f"{spec!r}: write agentic:N:SEED, agentic:N:SEED:heldout or agentic:N:SEED:shipped, e.g. "
+                         "agentic:5000:0 (N rows in all, as `nesso data agentic --n N --seed SEED`; shipped: N rows "
+                         "for nesso's own tools)")
+    if split == SHIPPED_SPLIT:
+        return generate_shipped(n, seed)
     rows = generate(n, seed)[split]
     if not rows:
         raise NessoError(f"{spec}: {n} rows leave none in the {split} split; raise N")
@@ -449,9 +458,10 @@ def run_sft(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
             export_hf: str | None = None, fresh: bool = False, data: str | None = None) -> dict[str, Any]:
     recipe = PostRecipe.load(recipe_path, overrides)
     ds = recipe.data
-    source = data or ds.get("train", str, None)
+    source = data or ds.get("train", (str, list), None)
     if source is None:
-        raise NessoError("recipe.data.train is required: a JSONL file, a dataset directory or agentic:N:SEED")
+        raise NessoError("recipe.data.train is required: a JSONL file, a dataset directory or agentic:N:SEED (or a "
+                         "list of those)")
     packing = ds.get("sample_packing", bool, True)
     max_rows = ds.get("max_rows", int, None, minimum=1)
     ds.finish()

@@ -18,15 +18,22 @@ from nesso.agentic_data import (
     TOOL_BY_NAME,
     TOOLS,
     generate,
+    generate_shipped,
     import_file,
+    tools_local,
     tools_shipped,
     validate_row,
 )
 from nesso.agentic_data.chains import CHAINS
+from nesso.agentic_data.generator import SHIPPED_CATEGORIES
 from nesso.agentic_data.importers import detect_lang
 from nesso.agentic_data.render import date_val, fields_of, money, num, stable_rng
 from nesso.agentic_data.spec import Ctx
 from nesso.cli import main
+from nesso.errors import NessoError
+from nesso.sft import load_rows
+from nesso.tools.database import create_demo_database, database_tools
+from nesso.tools.units import convert_units
 
 N = 450  # rows of the shared set: 360 train + 90 held out, 20 (10 + 10) per category and split
 
@@ -276,6 +283,12 @@ def test_cli_writes_the_dataset_deterministically(tmp_path, capsys):
     assert main(["data", "agentic", "--out", str(out), "--n", "40", "--seed", "3", "--force"]) == 0
     assert (out / "train.jsonl").read_bytes() == first
     assert main(["data", "agentic", "--out", str(tmp_path / "x"), "--n", "0"]) == 2
+    # --shipped adds shipped.jsonl and leaves the two splits as they were
+    assert main(["data", "agentic", "--out", str(out), "--n", "40", "--seed", "3", "--shipped", "14", "--force"]) == 0
+    assert (out / "train.jsonl").read_bytes() == first
+    assert len((out / "shipped.jsonl").read_text().splitlines()) == 14
+    assert json.loads((out / "stats.json").read_text())["splits"]["shipped"]["rows"] == 14
+    assert main(["data", "agentic", "--out", str(tmp_path / "y"), "--n", "40", "--shipped", "-1"]) == 2
 
 
 # ---- importers -------------------------------------------------------------------------------------------
@@ -386,3 +399,86 @@ def test_importers_round_trip_generated_rows(tmp_path, rows):
 def test_ctx_helpers_choose_by_language():
     c = Ctx(stable_rng("x"), "it", date(2026, 1, 5))
     assert c.t("a", "b") == "b" and c.pick(["a"], ["b"]) == "b"
+
+
+# ---- the opt-in shipped split: nesso's own tools ----------------------------------------------------
+SHIPPED_TARGETS = {"calculator", "get_current_time", "convert_units", "query_database"}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return generate_shipped(140, seed=5)
+
+
+def calls_with_results(row):
+    """(name, arguments, result) of every call in a row."""
+    results = {m["tool_call_id"]: json.loads(m["content"]) for m in row["messages"] if m["role"] == "tool"}
+    return [(c["function"]["name"], json.loads(c["function"]["arguments"]), results[c["id"]])
+            for m in row["messages"] for c in m.get("tool_calls") or []]
+
+
+def test_shipped_tools_stay_out_of_the_catalogue_and_its_rows(rows):
+    # agentic:N:SEED must keep producing the rows the shipped adapter was trained on. (The catalogue has tools of
+    # the same names with other schemas — a query_database over three company databases —, never nesso's own.)
+    assert all(TOOL_BY_NAME.get(t.name) is not t for t in tools_local.TOOLS)
+    local = {json.dumps(t.schema(), sort_keys=True) for t in tools_local.TOOLS}
+    assert all(json.dumps(t, sort_keys=True) not in local for r in all_rows(rows) for t in r["tools"])
+
+
+def test_shipped_rows_validate_and_call_nessos_tools(shipped):
+    cats = Counter(r["category"] for r in shipped)
+    assert set(cats) == set(SHIPPED_CATEGORIES) and max(cats.values()) - min(cats.values()) <= 2
+    assert Counter(r["lang"] for r in shipped) == {"en": 70, "it": 70}
+    called = Counter()
+    for row in shipped:
+        assert row["split"] == "shipped" and validate_row(row) == [], row["id"]
+        names = [t["function"]["name"] for t in row["tools"]]
+        assert len(set(names)) == len(names), names  # nesso's own tools replace the catalogue's namesakes
+        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in row["tools"]}
+        for name, args, _ in calls_with_results(row):
+            Draft202012Validator(schemas[name], format_checker=FormatChecker()).validate(args)
+            assert name in SHIPPED_TARGETS, (row["id"], name)
+            called[name] += 1
+    assert set(called) == SHIPPED_TARGETS and min(called.values()) >= 10
+    assert generate_shipped(140, seed=5) == shipped  # deterministic
+
+
+def test_shipped_results_are_what_the_real_tools_return(shipped, tmp_path):
+    _, query_database = database_tools(create_demo_database(tmp_path / "shop.sqlite"))  # the agent's demo shop
+    checked = Counter()
+    for row in shipped:
+        answer = row["messages"][-1]["content"]
+        for name, args, result in calls_with_results(row):
+            if "error" in result:
+                continue
+            if name == "query_database":
+                assert result == query_database(**args), args
+                assert result["rows"] and not result["truncated"]
+            elif name == "convert_units":
+                assert result == convert_units(**args)
+                shown = num(round(result["result"], 2), row["lang"])
+                assert shown.rstrip("0").rstrip(".,") in answer, (answer, shown)
+            else:
+                continue
+            checked[name] += 1
+    assert checked["query_database"] >= 10 and checked["convert_units"] >= 10
+
+
+def test_shipped_rows_render_with_the_chat_template(shipped, llama_tokenizer):
+    for row in shipped[:20]:
+        enc = llama_tokenizer.encode_chat(row["messages"], row["tools"])
+        assert sum(enc.assistant_mask) > 0
+        text = llama_tokenizer.apply_chat_template(row["messages"], row["tools"])
+        n_calls = sum(len(m.get("tool_calls") or []) for m in row["messages"])
+        assert text.count('<tool_call>\n{"name": "') == n_calls
+        assert text.count("<tool_response>") == sum(m["role"] == "tool" for m in row["messages"])
+
+
+def test_shipped_rows_as_a_training_source():
+    rows = load_rows(["agentic:20:0", "agentic:6:0:shipped"])
+    assert [r["split"] for r in rows] == ["train"] * 16 + ["shipped"] * 6
+    assert load_rows(["agentic:20:0", "agentic:6:0:shipped"], max_rows=18) == rows[:18]
+    with pytest.raises(NessoError, match="agentic:N:SEED:shipped"):
+        load_rows("agentic:6:0:nope")
+    with pytest.raises(NessoError, match="empty"):
+        load_rows([])

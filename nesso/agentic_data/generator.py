@@ -19,10 +19,21 @@ from nesso.agentic_data.chains import CHAINS, Chain
 from nesso.agentic_data.extraction import EXTRACTIONS, HELDOUT_EXTRACTIONS
 from nesso.agentic_data.render import LANGS, Val, fields_of, fill, pick, stable_rng
 from nesso.agentic_data.spec import Ctx, ToolSpec
+from nesso.agentic_data.tools_local import TOOLS as LOCAL_TOOLS
 
 CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "multi_step", "irrelevance", "missing_argument",
               "structured_json", "tool_error")
 SPLITS = ("train", "heldout")
+# Opt-in rows whose requests all target one of nesso's shipped tools (what `nesso chat` offers), offered among the
+# train tools: calculator, clock, unit conversion, the demo shop database (tools_local). Not part of `generate`.
+SHIPPED_SPLIT = "shipped"
+SHIPPED_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance", "missing_argument",
+                      "tool_error")
+SHIPPED_TARGETS = [TOOL_BY_NAME["calculator"], TOOL_BY_NAME["get_current_time"],
+                   *(t for t in LOCAL_TOOLS if t.name != "list_tables")]  # list_tables takes no arguments: offered only
+# The catalogue has tools of the same names with other schemas (a convert_units with unit enums, a query_database
+# over three company databases): in shipped rows nesso's own replace them.
+SHIPPED_POOL = [t for t in TRAIN_TOOLS if t.name not in {u.name for u in LOCAL_TOOLS}] + LOCAL_TOOLS
 HELDOUT_FRACTION = 0.2
 FIRST_DAY = date(2026, 1, 5)
 SELF_SERVICE = ("translate_text", "calculate_loan_payment")  # requests a model can answer without the tool
@@ -37,7 +48,8 @@ class _Row:
         self.seed, self.split, self.index = seed, split, index
         rng = stable_rng("row", seed, split, index)
         self.lang = LANGS[index % 2]
-        self.category = CATEGORIES[(index // 2) % len(CATEGORIES)]
+        cycle = SHIPPED_CATEGORIES if split == SHIPPED_SPLIT else CATEGORIES
+        self.category = cycle[(index // 2) % len(cycle)]
         self.c = Ctx(rng, self.lang, FIRST_DAY + timedelta(days=rng.randint(0, 170)))
         self.messages: list[dict[str, Any]] = []
         self.tools: list[ToolSpec] = []
@@ -46,10 +58,14 @@ class _Row:
     # ---- pools: held-out tools are targets only in held-out rows, and never appear in train rows ----
     @property
     def targets(self) -> list[ToolSpec]:
+        if self.split == SHIPPED_SPLIT:
+            return SHIPPED_TARGETS
         return HELD_TOOLS if self.split == "heldout" else TRAIN_TOOLS
 
     @property
     def others(self) -> list[ToolSpec]:
+        if self.split == SHIPPED_SPLIT:
+            return SHIPPED_POOL
         return TOOLS if self.split == "heldout" else TRAIN_TOOLS
 
     def distractors(self, exclude: list[ToolSpec], k: int, other_domains: bool = False) -> list[ToolSpec]:
@@ -266,6 +282,13 @@ def make_row(seed: int, split: str, index: int) -> dict[str, Any]:
     r = _Row(seed, split, index)
     BUILDERS[r.category](r)
     return r.row()
+
+
+def generate_shipped(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` rows of the opt-in shipped split (see SHIPPED_SPLIT), shuffled deterministically."""
+    rows = [make_row(seed, SHIPPED_SPLIT, i) for i in range(n)]
+    stable_rng("order", seed, SHIPPED_SPLIT).shuffle(rows)
+    return rows
 
 
 def split_sizes(n: int, heldout_fraction: float = HELDOUT_FRACTION) -> dict[str, int]:

@@ -19,7 +19,8 @@ from nesso.tools.clock import describe_time
 from nesso.tools.clock import get_current_time as clock_tool
 
 
-def _shipped_schema(t: Any) -> tuple[str, dict[str, Any]]:
+def shipped_schema(t: Any) -> tuple[str, dict[str, Any]]:
+    """A real nesso tool's description and parameters, as the agent offers them."""
     fn = t.spec["function"]
     return fn["description"], fn["parameters"]
 
@@ -69,7 +70,7 @@ def _calc_answer(c: Ctx, a: dict[str, Any], r: dict[str, Any]) -> str:
     return c.t(f"`{r['expression']}` = {shown}.", f"`{r['expression']}` fa {shown}.")
 
 
-CALC_DESCRIPTION, CALC_PARAMETERS = _shipped_schema(calculator_tool)
+CALC_DESCRIPTION, CALC_PARAMETERS = shipped_schema(calculator_tool)
 calculator = ToolSpec(
     name="calculator", domain="math_units", description=CALC_DESCRIPTION, parameters=CALC_PARAMETERS,
     sample=_calc_sample, result=_calc_result, answer=_calc_answer,
@@ -112,7 +113,7 @@ def _time_answer(c: Ctx, a: dict[str, Any], r: dict[str, Any]) -> str:
     return f"Sono le {r['time']} di {r['weekday_it']} {d.day} {months[d.month - 1]} {d.year} ({r['timezone']})."
 
 
-TIME_DESCRIPTION, TIME_PARAMETERS = _shipped_schema(clock_tool)
+TIME_DESCRIPTION, TIME_PARAMETERS = shipped_schema(clock_tool)
 get_current_time = ToolSpec(
     name="get_current_time", domain="calendar", description=TIME_DESCRIPTION, parameters=TIME_PARAMETERS,
     sample=_time_sample, result=_time_result, answer=_time_answer,

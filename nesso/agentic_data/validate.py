@@ -9,7 +9,7 @@ from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
 LANG_CODES = ("en", "it")
-SPLIT_NAMES = ("train", "heldout")
+SPLIT_NAMES = ("train", "heldout", "shipped")  # shipped: generator.SHIPPED_SPLIT, opt-in rows for nesso's own tools
 
 
 @lru_cache(maxsize=4096)
@@ -135,7 +135,7 @@ def validate_row(row: Any) -> list[str]:
     if row.get("lang") not in LANG_CODES:
         problems.append(f"lang must be 'en' or 'it' (got {row.get('lang')!r})")
     if row.get("split") not in SPLIT_NAMES:
-        problems.append(f"split must be 'train' or 'heldout' (got {row.get('split')!r})")
+        problems.append(f"split must be 'train', 'heldout' or 'shipped' (got {row.get('split')!r})")
     if not isinstance(row.get("category"), str):
         problems.append("category must be a string")
     problems += validate_messages(row.get("messages"), row.get("tools", []))

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same files (default 0)")
     p.add_argument("--heldout-fraction", type=float, default=0.2,
                    help="share of rows in the held-out split, built only from held-out tools (default 0.2)")
+    p.add_argument("--shipped", type=int, default=0,
+                   help="also write this many rows whose requests target nesso's own tools (calculator, clock, unit "
+                        "conversion, the demo shop database) to shipped.jsonl (default 0)")
     p.add_argument("--force", action="store_true", help="replace files already in --out")
     p.set_defaults(func=cmd_agentic)
 
@@ -39,13 +42,13 @@ def cmd_agentic(args: argparse.Namespace) -> int:
     from nesso.agentic_data import write_dataset
 
     info = write_dataset(args.out, n=args.n, seed=args.seed, heldout_fraction=args.heldout_fraction,
-                         overwrite=args.force)
+                         overwrite=args.force, shipped=args.shipped)
     for split, s in info["splits"].items():
         cats = ", ".join(f"{k} {v}" for k, v in s["by_category"].items())
         langs = ", ".join(f"{k} {v}" for k, v in s["by_lang"].items())
         print(f"{split:8s} {s['rows']:6d} rows, {s['calls']} calls ({langs}; {cats})")
     print(f"{info['tools']} tools in {len(info['domains'])} domains, {len(info['heldout_tools'])} held out; "
-          f"wrote {Path(args.out) / 'train.jsonl'}, heldout.jsonl, stats.json")
+          f"wrote {Path(args.out) / 'train.jsonl'}, heldout.jsonl{', shipped.jsonl' if args.shipped else ''}, stats.json")
     return 0
 
 
