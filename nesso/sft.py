@@ -31,7 +31,7 @@ import torch
 from nesso.data.recipe import Section, expand_path, read_recipe_file
 from nesso.distributed import DistInfo, barrier, init_distributed
 from nesso.errors import NessoError
-from nesso.lora import LoraConfig, add_lora, freeze_base, is_lora_name, merge_lora, save_adapter
+from nesso.lora import LoraConfig, add_lora, freeze_base, is_lora_name, load_adapter, merge_lora, save_adapter
 from nesso.schedules import Schedule, ScheduleConfig
 from nesso.train import IGNORE_INDEX, Batch, TrainConfig, Trainer
 
@@ -311,6 +311,7 @@ class PostRecipe:
     data: Section
     extra: dict[str, Section] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    lora_init: str | None = None  # lora.init: an adapter directory whose weights the LoRA starts from
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | None = None,
@@ -321,6 +322,10 @@ class PostRecipe:
         seed = top.get("seed", int, 0)
         model = top.get("model", str)
         lora_section = top.section("lora")
+        lora_init = None
+        if raw.get("lora") is not None:
+            lora_init = Section({"init": lora_section.raw.get("init")}, "recipe.lora").get("init", str, None)
+            lora_section = Section({k: v for k, v in lora_section.raw.items() if k != "init"}, "recipe.lora")
         lora = LoraConfig.from_section(lora_section) if raw.get("lora") is not None else None
         train_raw = top.section("train").raw  # validates that it is a mapping
         train_raw = dict(train_raw)
@@ -334,7 +339,7 @@ class PostRecipe:
         data = top.section("data")
         extra = {key: top.section(key) for key in extra_sections}
         top.finish()
-        return cls(name, seed, model, lora, train, epochs, steps_given, schedule, data, extra, raw)
+        return cls(name, seed, model, lora, train, epochs, steps_given, schedule, data, extra, raw, lora_init)
 
 
 def base_reference(ref: str) -> str:
@@ -415,7 +420,8 @@ def prepare_run(recipe: PostRecipe, out_dir: str | None, fresh: bool) -> tuple[D
 
 
 def load_start_model(recipe: PostRecipe, seq_len: int, say: Callable[[str], None]):
-    """The model to fine-tune (fp32 master weights), with fresh LoRA adapters and a frozen base if asked."""
+    """The model to fine-tune (fp32 master weights), with LoRA adapters (fresh, or from ``lora.init``) and a frozen
+    base if asked."""
     from nesso.loader import load_model
 
     loaded = load_model(recipe.model, torch.float32, seed=recipe.seed)
@@ -424,7 +430,16 @@ def load_start_model(recipe: PostRecipe, seq_len: int, say: Callable[[str], None
         raise NessoError(f"train.seq_len ({seq_len}) exceeds the model's max_position_embeddings "
                          f"({model.config.max_position_embeddings})")
     if recipe.lora is not None:
-        add_lora(model, recipe.lora, seed=recipe.seed)
+        if recipe.lora_init:
+            start = load_adapter(model, expand_path(recipe.lora_init))
+            want = (recipe.lora.r, recipe.lora.alpha, recipe.lora.target_modules, recipe.lora.use_rslora)
+            if (start.r, start.alpha, start.target_modules, start.use_rslora) != want:
+                raise NessoError(f"recipe.lora.init {recipe.lora_init}: that adapter has r={start.r}, alpha={start.alpha:g}, "
+                                 f"targets {start.target_modules}; set the recipe's lora section to the same to go on "
+                                 "training it")
+            say(f"LoRA weights from {recipe.lora_init}")
+        else:
+            add_lora(model, recipe.lora, seed=recipe.seed)
         trainable, total = freeze_base(model)
         say(f"LoRA r={recipe.lora.r} alpha={recipe.lora.alpha:g} dropout={recipe.lora.dropout:g} on "
             f"{', '.join(recipe.lora.target_modules)}: {trainable:,} trainable of {total:,} parameters "

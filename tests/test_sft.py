@@ -177,6 +177,9 @@ def test_recipes_parse_and_reject_unknown_keys(tmp_path):
     assert cpu.model == "smollm2-135m-instruct" and cpu.lora is not None and cpu.train.device == "cpu"
     shipped = PostRecipe.load(RECIPES / "nesso-smollm2-agentic.yaml")  # the recipe of the embedded adapter
     assert shipped.model == "smollm2-135m-instruct" and shipped.lora is not None and shipped.epochs == 1.0
+    shipped_cpu = PostRecipe.load(RECIPES / "nesso-smollm2-agentic-shipped-cpu.yaml")  # lists two data sources
+    assert shipped_cpu.lora_init == "nesso/models/nesso-smollm2-agentic" and shipped_cpu.lora.r == 16
+    assert shipped_cpu.data.get("train", list) == ["agentic:300:1", "agentic:300:0:shipped"]
     with pytest.raises(NessoError, match="unknown key 'rank'"):
         PostRecipe.load(cpu_recipe, ["lora.rank=8"])
     with pytest.raises(NessoError, match="target_modules"):
@@ -239,3 +242,20 @@ schedule: {{name: cosine, constant_ratio: 0.8, min_ratio: 0.3, warmup_steps: 1}}
     # a second call resumes from the last checkpoint: nothing left to train
     assert main(["sft", str(recipe), "--out", str(out)]) == 0
     assert "resuming at step" in capsys.readouterr().out
+    # lora.init: a new run starts from this adapter's weights (same r, alpha and targets, or a clear error)
+    from nesso.lora import lora_state_dict, read_adapter_weights
+    from nesso.sft import load_start_model
+
+    text = recipe.read_text()
+    again = tmp_path / "again.yaml"
+    again.write_text(text.replace("lora: {r: 8, alpha: 16, dropout: 0.0}",
+                                  f"lora: {{r: 8, alpha: 16, dropout: 0.0, init: {out / 'final'}}}"))
+    _, model = load_start_model(PostRecipe.load(again), 2048, lambda _: None)
+    saved = read_adapter_weights(out / "final")
+    started = lora_state_dict(model)
+    assert started and all(torch.equal(v, saved[k]) for k, v in started.items())
+    assert all(p.requires_grad == (k in started) for k, p in model.named_parameters())
+    again.write_text(text.replace("lora: {r: 8, alpha: 16, dropout: 0.0}",
+                                  f"lora: {{r: 4, alpha: 16, dropout: 0.0, init: {out / 'final'}}}"))
+    with pytest.raises(NessoError, match="r=8"):
+        load_start_model(PostRecipe.load(again), 2048, lambda _: None)
