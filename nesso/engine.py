@@ -301,11 +301,11 @@ class Engine:
             if len(rest) <= left - 1 and c.completes([tok, *rest]):
                 seq.path = rest
                 return tok
-        previous = seq.out[-1] if seq.out else None
-        after = c.closing_path(after=tok, limit=left - 1, previous=previous)
+        after = c.closing_path(after=tok, limit=left - 1)
         if after is not None:
             seq.path = after
             return tok
+        previous = seq.out[-1] if seq.out else None
         if path is None:  # just entered the window: no checked path from here yet
             path = c.closing_path(None, left, previous)
             if path is None:  # no completion that fits from here either: the guard cannot help

@@ -287,9 +287,19 @@ def read_adapter_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     return {from_peft_name(k): v for k, v in raw.items()}
 
 
-def load_adapter(model: nn.Module, directory: str | Path, merge: bool = False) -> LoraConfig:
-    """Attach the adapter in ``directory`` to ``model`` (its base) and load its weights; merge it if asked."""
-    cfg, _ = read_adapter_config(directory)
+def load_adapter(model: nn.Module, directory: str | Path, merge: bool = False,
+                 cfg: LoraConfig | None = None) -> LoraConfig:
+    """Attach the adapter in ``directory`` to ``model`` (its base) and load its weights; merge it if asked. With
+    ``cfg`` (to go on training the adapter) the adapters are attached with those settings — dropout included —,
+    which must have the adapter's r, alpha, targets and scaling rule."""
+    saved, _ = read_adapter_config(directory)
+    if cfg is not None:
+        have = (saved.r, saved.alpha, saved.target_modules, saved.use_rslora)
+        if (cfg.r, cfg.alpha, cfg.target_modules, cfg.use_rslora) != have:
+            raise NessoError(f"adapter {directory} has r={saved.r}, alpha={saved.alpha:g}, targets "
+                             f"{saved.target_modules}, use_rslora={saved.use_rslora}; set the LoRA settings to the "
+                             "same to go on training it")
+    cfg = cfg or saved
     weights = read_adapter_weights(directory)
     add_lora(model, cfg)
     expected = lora_state_dict(model)

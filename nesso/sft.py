@@ -322,11 +322,9 @@ class PostRecipe:
         seed = top.get("seed", int, 0)
         model = top.get("model", str)
         lora_section = top.section("lora")
-        lora_init = None
-        if raw.get("lora") is not None:
-            lora_init = Section({"init": lora_section.raw.get("init")}, "recipe.lora").get("init", str, None)
-            lora_section = Section({k: v for k, v in lora_section.raw.items() if k != "init"}, "recipe.lora")
-        lora = LoraConfig.from_section(lora_section) if raw.get("lora") is not None else None
+        has_lora = raw.get("lora") is not None
+        lora_init = lora_section.get("init", str, None) if has_lora else None  # read before from_section's finish()
+        lora = LoraConfig.from_section(lora_section) if has_lora else None
         train_raw = top.section("train").raw  # validates that it is a mapping
         train_raw = dict(train_raw)
         epochs = Section({"epochs": train_raw.pop("epochs", None)}, "recipe.train").get("epochs", float, 1.0,
@@ -431,12 +429,7 @@ def load_start_model(recipe: PostRecipe, seq_len: int, say: Callable[[str], None
                          f"({model.config.max_position_embeddings})")
     if recipe.lora is not None:
         if recipe.lora_init:
-            start = load_adapter(model, expand_path(recipe.lora_init))
-            want = (recipe.lora.r, recipe.lora.alpha, recipe.lora.target_modules, recipe.lora.use_rslora)
-            if (start.r, start.alpha, start.target_modules, start.use_rslora) != want:
-                raise NessoError(f"recipe.lora.init {recipe.lora_init}: that adapter has r={start.r}, alpha={start.alpha:g}, "
-                                 f"targets {start.target_modules}; set the recipe's lora section to the same to go on "
-                                 "training it")
+            load_adapter(model, expand_path(recipe.lora_init), cfg=recipe.lora)
             say(f"LoRA weights from {recipe.lora_init}")
         else:
             add_lora(model, recipe.lora, seed=recipe.seed)

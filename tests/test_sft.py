@@ -256,6 +256,10 @@ schedule: {{name: cosine, constant_ratio: 0.8, min_ratio: 0.3, warmup_steps: 1}}
     assert started and all(torch.equal(v, saved[k]) for k, v in started.items())
     assert all(p.requires_grad == (k in started) for k, p in model.named_parameters())
     again.write_text(text.replace("lora: {r: 8, alpha: 16, dropout: 0.0}",
+                                  f"lora: {{r: 8, alpha: 16, dropout: 0.2, init: {out / 'final'}}}"))
+    _, model = load_start_model(PostRecipe.load(again), 2048, lambda _: None)
+    assert model.lora_config.dropout == 0.2  # the recipe's training settings, the adapter's weights
+    again.write_text(text.replace("lora: {r: 8, alpha: 16, dropout: 0.0}",
                                   f"lora: {{r: 4, alpha: 16, dropout: 0.0, init: {out / 'final'}}}"))
     with pytest.raises(NessoError, match="r=8"):
         load_start_model(PostRecipe.load(again), 2048, lambda _: None)
