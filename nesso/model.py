@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +16,8 @@ from torch import nn
 from nesso import cpu_kernels
 from nesso.config import ModelConfig
 from nesso.quantize import _hooked, project, project_glu
+
+Spans = list[list[tuple[int, int]]]  # per batch row, the [start, end) of each packed sample
 
 
 class RMSNorm(nn.Module):
@@ -114,7 +117,7 @@ class Attention(nn.Module):
         self.kernels = False  # nesso.quantize.use_kernels: one-token no-grad bf16 CPU steps take nesso.cpu_kernels
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None, cache_start: int) -> torch.Tensor:
+                cache: KVCache | None, cache_start: int, spans: Spans | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         if self.kernels:  # the three projections in one kernel call where they can be
             q, k, v = project(x, self.q_proj, self.k_proj, self.v_proj)
@@ -133,12 +136,15 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(cache_start, k, v)
+        gqa = self.num_kv_heads != self.num_heads
+        if spans is not None and cache is None:
+            y = segment_attention(q, k, v, spans, gqa)
+            return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
         is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
         if mask is None and t > 1 and not is_causal:
             # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
             s = k.shape[2]
             mask = torch.ones(t, s, dtype=torch.bool, device=x.device).tril(diagonal=s - t)
-        gqa = self.num_kv_heads != self.num_heads
         if t == 1 and x.device.type == "cpu" and q.dtype == torch.bfloat16:
             # One-token decode on a CPU (padded batches, no kernels): PyTorch's bf16 attention is 4-5x slower
             # here than fp32 (2.0 vs 0.45 ms per layer at 1k cached tokens); the fp32 copy costs less.
@@ -172,8 +178,8 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None, cache_start: int) -> torch.Tensor:
-        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start)
+                cache: KVCache | None, cache_start: int, spans: Spans | None = None) -> torch.Tensor:
+        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start, spans)
         x, h = self.post_attention_layernorm.add_forward(x, h)  # x = x + h; h = norm(x)
         return x + self.mlp(h)
 
@@ -247,12 +253,14 @@ class Transformer(nn.Module):
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None, cache_start: int | None = None,
-                last_only: bool = False, return_hidden: bool = False) -> torch.Tensor:
+                last_only: bool = False, return_hidden: bool = False, spans: Spans | None = None) -> torch.Tensor:
         """input_ids [B, T] -> logits [B, T, V] (or [B, 1, V] with ``last_only``).
 
         positions [B, T]: RoPE positions (default: cache_start + arange(T)).
         attn_mask [B or 1, 1, T, S] bool (True = may attend): packing/padding masks; default causal.
         cache_start: write keys/values into ``self.caches`` from this slot (None = no cache).
+        spans: packed rows without a mask (``document_spans``): causal attention inside each span only, the
+        result of ``packed_causal_mask`` at a fraction of its cost (no cache; not with ``attn_mask``).
         """
         b, t = input_ids.shape
         start = cache_start or 0
@@ -263,14 +271,38 @@ class Transformer(nn.Module):
         caches = self.caches if cache_start is not None else None
         if cache_start is not None and caches is None:
             raise RuntimeError("setup_caches() must be called before a cached forward")
+        if spans is not None and (attn_mask is not None or caches is not None):
+            raise ValueError("spans replace attn_mask for uncached packed rows; pass one or the other, no cache")
+        extra = () if spans is None else (spans,)  # compiled layers see the arguments they always saw
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, attn_mask, caches[i] if caches else None, start)
+            x = layer(x, cos, sin, attn_mask, caches[i] if caches else None, start, *extra)
         if last_only:
             x = x[:, -1:]
         x = self.norm(x)
         if return_hidden:
             return x
         return self.lm_head(x)
+
+
+def document_spans(document_ids: torch.Tensor) -> Spans:
+    """[B, T] sample ids of packed rows -> per row, ``(start, end)`` of each run of one id (padding included: its
+    outputs are never trained on)."""
+    ids = document_ids.cpu().numpy()
+    spans = []
+    for row in ids:
+        cuts = [0, *(np.flatnonzero(row[1:] != row[:-1]) + 1).tolist(), len(row)]
+        spans.append(list(zip(cuts[:-1], cuts[1:])))
+    return spans
+
+
+def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spans: Spans, gqa: bool) -> torch.Tensor:
+    """Causal attention of q/k/v [B, H, T, D] within each span of each row: what ``packed_causal_mask`` allows,
+    computed span by span (sum of squared span lengths, PyTorch's causal kernels) instead of over the whole T × T
+    mask (3x less time for the forward and backward of a 2k-token row of ~300-token samples on a CPU)."""
+    rows = [torch.cat([F.scaled_dot_product_attention(q[r:r + 1, :, s:e], k[r:r + 1, :, s:e], v[r:r + 1, :, s:e],
+                                                      is_causal=True, enable_gqa=gqa) for s, e in row], dim=2)
+            for r, row in enumerate(spans)]
+    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
 
 
 def packed_causal_mask(document_ids: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 :class:`Trainer` takes a model, a schedule and, per optimizer step, a list of micro-batches (dicts of tensors);
 a *loss function* ``loss_fn(model, batch) -> summed loss`` decides what is learned. Pretraining uses
 :func:`causal_lm_loss` on plain windows; SFT plugs in the same function with ``labels`` = -100 outside the
-assistant turns and ``doc_ids``/``positions`` for packed samples (→ ``packed_causal_mask``); DPO can pass its own.
+assistant turns and ``doc_ids``/``positions`` for packed samples (attention span by span, ``document_spans``);
+DPO can pass its own.
 The loss of a step is normalised by the number of target tokens of the whole global batch (all micro-batches on
 all ranks), so accumulation and data parallelism give the same gradients as one big batch.
 
@@ -46,7 +47,7 @@ from nesso.distributed import (
     init_distributed,
 )
 from nesso.errors import NessoError
-from nesso.model import Transformer, build_model, packed_causal_mask
+from nesso.model import Transformer, build_model, document_spans, packed_causal_mask
 from nesso.schedules import Schedule, ScheduleConfig
 
 IGNORE_INDEX = -100
@@ -197,15 +198,20 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
     When gradients are needed the LM head and the loss are fused: each chunk of ``chunk_tokens`` rows (0: all) makes
     its logits, turns them in place into the gradient (softmax − one-hot) and multiplies it out right away, so the
     [tokens, vocabulary] logits are never kept for backward nor recomputed, and every pass over them is one pass.
+    Rows without a target never reach the LM head (an SFT batch supervises only the assistant turns, often a small
+    part of its tokens), and the head's weight gradient is only made when the weight needs one (not under LoRA).
     Matmuls run in the autocast dtype when autocast is on (bf16), the softmax in fp32.
     """
     h = hidden.reshape(-1, hidden.shape[-1])
     y = labels.reshape(-1)
     device_type = h.device.type
     compute = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else h.dtype
-    chunk = chunk_tokens if chunk_tokens > 0 else h.shape[0]
+    chunk = chunk_tokens if chunk_tokens > 0 else max(h.shape[0], 1)
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
         return _FusedLinearCrossEntropy.apply(h, weight, y, chunk, compute)
+    rows = _target_rows(y)
+    if rows is not None:
+        h, y = h[rows], y[rows]
     with torch.autocast(device_type, enabled=False):
         w = weight.to(compute)
         return sum((F.cross_entropy(F.linear(h[s:s + chunk].to(compute), w).float(), y[s:s + chunk],
@@ -213,45 +219,55 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
                     for s in range(0, h.shape[0], chunk)), torch.zeros((), device=h.device))
 
 
+def _target_rows(labels: torch.Tensor) -> torch.Tensor | None:
+    """Indices of the rows of flat ``labels`` that have a target, or None when all of them do."""
+    valid = labels != IGNORE_INDEX
+    if bool(valid.all()):
+        return None
+    return valid.nonzero().squeeze(1)
+
+
 class _FusedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk: int,
                 compute: torch.dtype) -> torch.Tensor:
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        rows = _target_rows(labels)
+        inputs = hidden if rows is None else hidden[rows]
+        targets = labels if rows is None else labels[rows]
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(compute)
-            n = hidden.shape[0]
-            grad_h = torch.empty_like(hidden)
-            grad_w = None
+            grad_rows = torch.empty_like(inputs) if need_h else None
+            grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            for s in range(0, n, chunk):
-                h = hidden[s:s + chunk].to(compute)
-                y = labels[s:s + chunk]
-                valid = y != IGNORE_INDEX
-                target = y.clamp(min=0).unsqueeze(1)
+            for s in range(0, inputs.shape[0], chunk):
+                h = inputs[s:s + chunk].to(compute)
+                target = targets[s:s + chunk].unsqueeze(1)
                 logits = torch.mm(h, w.t()).float()
                 picked = logits.gather(1, target).squeeze(1)
                 peak = logits.amax(dim=1, keepdim=True)
                 grad = logits.sub_(peak).exp_()  # in place: one exp pass serves the loss and the gradient
                 norm = grad.sum(dim=1, keepdim=True)
                 lse = (peak + norm.log()).squeeze(1)
-                total += torch.where(valid, lse - picked, 0.0).sum()
+                total += (lse - picked).sum()
                 grad.div_(norm)  # softmax
-                grad.scatter_add_(1, target, -valid.to(grad.dtype).unsqueeze(1))  # − one-hot
-                if not bool(valid.all()):
-                    grad[~valid] = 0.0
+                grad.scatter_add_(1, target, torch.full_like(picked, -1.0).unsqueeze(1))  # − one-hot
                 g = grad.to(compute)
-                grad_h[s:s + chunk] = torch.mm(g, w).to(hidden.dtype)
-                part = torch.mm(g.t(), h)
-                grad_w = part.float() if grad_w is None else grad_w.add_(part)
-        if grad_w is None:  # no rows at all
-            grad_w = torch.zeros_like(weight, dtype=torch.float32)
-        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
+                if grad_rows is not None:
+                    grad_rows[s:s + chunk] = torch.mm(g, w).to(hidden.dtype)
+                if grad_w is not None:
+                    grad_w.add_(torch.mm(g.t(), h))
+        grad_h = grad_rows
+        if need_h and rows is not None:
+            grad_h = torch.zeros_like(hidden).index_copy_(0, rows, grad_rows)
+        ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.to(weight.dtype))
         return total
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out.to(grad_h.dtype), grad_w * grad_out.to(grad_w.dtype), None, None, None
+        return (None if grad_h is None else grad_h * grad_out.to(grad_h.dtype),
+                None if grad_w is None else grad_w * grad_out.to(grad_w.dtype), None, None, None)
 
 
 def make_causal_lm_loss(chunk_tokens: int = 0) -> LossFn:
@@ -264,11 +280,20 @@ def make_causal_lm_loss(chunk_tokens: int = 0) -> LossFn:
 def causal_lm_loss(model: nn.Module, batch: Batch, chunk_tokens: int = 0) -> torch.Tensor:
     """Summed cross-entropy over ``labels`` != -100. Optional keys: ``positions`` [B, T] (RoPE positions),
     ``doc_ids`` [B, T] (packed samples: attention stays within a sample) or a ready ``attn_mask``."""
-    mask = batch.get("attn_mask")
+    mask, spans = batch.get("attn_mask"), None
     if mask is None and "doc_ids" in batch:
-        mask = packed_causal_mask(batch["doc_ids"])
-    hidden = model(batch["input_ids"], positions=batch.get("positions"), attn_mask=mask, return_hidden=True)
+        if _compiled(model):  # data-dependent spans would recompile the layers at every batch
+            mask = packed_causal_mask(batch["doc_ids"])
+        else:
+            spans = document_spans(batch["doc_ids"])
+    hidden = model(batch["input_ids"], positions=batch.get("positions"), attn_mask=mask, return_hidden=True,
+                   spans=spans)
     return linear_cross_entropy(hidden, model.lm_head.weight, batch["labels"], chunk_tokens)
+
+
+def _compiled(model: nn.Module) -> bool:
+    layers = getattr(model, "layers", None)
+    return bool(layers) and getattr(layers[0], "_compiled_call_impl", None) is not None
 
 
 def count_loss_tokens(batch: Batch) -> int:

@@ -3,7 +3,7 @@ import torch
 
 from nesso.config import PRESETS, ModelConfig, get_preset
 from nesso.errors import NessoError
-from nesso.model import Transformer, build_model, packed_causal_mask
+from nesso.model import Transformer, build_model, document_spans, packed_causal_mask
 
 
 def test_nesso_04b_has_exactly_the_reported_parameter_count():
@@ -51,6 +51,28 @@ def test_packed_mask_equals_separate_sequences(tiny_model):
         out = tiny_model(packed, positions=pos, attn_mask=packed_causal_mask(doc))
         torch.testing.assert_close(out[:, :5], tiny_model(a), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out[:, 5:], tiny_model(b), atol=1e-5, rtol=1e-5)
+
+
+def test_spans_equal_the_packed_mask_in_values_and_gradients(tiny_model):
+    """Span-by-span attention (what training uses for packed rows) computes what the block-diagonal mask does:
+    two rows with different packings and padding, outputs and parameter gradients."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 12))
+    doc = torch.tensor([[0] * 5 + [1] * 7, [0] * 3 + [1] * 4 + [2] * 3 + [-1] * 2])
+    assert document_spans(doc) == [[(0, 5), (5, 12)], [(0, 3), (3, 7), (7, 10), (10, 12)]]
+    pos = torch.tensor([list(range(5)) + list(range(7)), [0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 0, 0]])
+    results = []
+    for kwargs in ({"attn_mask": packed_causal_mask(doc)}, {"spans": document_spans(doc)}):
+        tiny_model.zero_grad()
+        out = tiny_model(ids, positions=pos, **kwargs)
+        out[:, :10].float().pow(2).mean().backward()  # the padding's outputs are never trained on
+        results.append((out[:, :10].detach(), [p.grad.clone() for p in tiny_model.parameters()]))
+    (out_mask, grads_mask), (out_spans, grads_spans) = results
+    torch.testing.assert_close(out_spans, out_mask, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads_spans, grads_mask):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="one or the other"):
+        tiny_model(ids, attn_mask=packed_causal_mask(doc), spans=document_spans(doc))
 
 
 def test_bf16_cast_keeps_rope_tables_fp32_and_weights_tied(tiny_config):

@@ -140,6 +140,28 @@ def test_fused_linear_cross_entropy_matches_autograd(chunk):
     assert torch.allclose(low, reference, rtol=2e-2)
 
 
+def test_fused_linear_cross_entropy_frozen_head_and_no_targets():
+    """Under LoRA the head is frozen: only the hidden states get a gradient, the same one. Rows without a target
+    get a zero gradient, and a batch without any target a zero loss."""
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 9, 16, requires_grad=True)
+    weight = torch.randn(40, 16)
+    labels = torch.randint(0, 40, (2, 9))
+    labels[:, :6] = -100
+    reference = torch.nn.functional.cross_entropy((hidden @ weight.T).reshape(-1, 40), labels.reshape(-1),
+                                                  ignore_index=-100, reduction="sum")
+    (g_ref,) = torch.autograd.grad(reference, hidden)
+    for chunk in (0, 4):
+        fused = linear_cross_entropy(hidden, weight, labels, chunk)
+        (g_fused,) = torch.autograd.grad(fused, hidden)
+        assert torch.allclose(fused, reference, rtol=1e-5)
+        assert torch.allclose(g_fused, g_ref, rtol=1e-4, atol=1e-6)
+        assert g_fused[:, :6].abs().max() == 0
+    none = linear_cross_entropy(hidden, weight, torch.full_like(labels, -100))
+    (g_none,) = torch.autograd.grad(none, hidden)
+    assert none.item() == 0 and g_none.abs().max() == 0
+
+
 def test_packed_sft_batches_use_masked_loss_and_document_masks(tmp_path):
     """The interface SFT plugs into: -100 labels are ignored, doc_ids keep packed samples apart, and the step's
     loss is the mean over the target tokens of all micro-batches."""
