@@ -466,7 +466,8 @@ def run_sft(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
             export_hf: str | None = None, fresh: bool = False, data: str | None = None) -> dict[str, Any]:
     recipe = PostRecipe.load(recipe_path, overrides)
     ds = recipe.data
-    source = data or ds.get("train", (str, list), None)
+    source = ds.get("train", (str, list), None)  # read even when overridden: the key is the recipe's
+    source = data or source
     if source is None:
         raise NessoError("recipe.data.train is required: a JSONL file, a dataset directory or agentic:N:SEED (or a "
                          "list of those)")

@@ -263,3 +263,7 @@ schedule: {{name: cosine, constant_ratio: 0.8, min_ratio: 0.3, warmup_steps: 1}}
                                   f"lora: {{r: 4, alpha: 16, dropout: 0.0, init: {out / 'final'}}}"))
     with pytest.raises(NessoError, match="r=8"):
         load_start_model(PostRecipe.load(again), 2048, lambda _: None)
+    # --data replaces the recipe's data.train (which is still a known key)
+    assert main(["sft", str(recipe), "--data", "agentic:10:3", "--set", "train.epochs=1", "--out",
+                 str(tmp_path / "other"), "--fresh"]) == 0
+    assert "of 4 rows" in capsys.readouterr().out
