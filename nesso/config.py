@@ -56,12 +56,15 @@ class ModelConfig:
         non_embedding = self.num_layers * per_layer + h + head
         return {"embedding": embedding, "non_embedding": non_embedding, "total": embedding + non_embedding}
 
-    def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token (forward + backward): 6N plus the attention score term (PaLM appendix B)."""
+    def flops_per_token(self, seq_len: int, trained_matmul: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward): 6N plus the attention score term (PaLM appendix B).
+        ``trained_matmul``: how many matrix parameters get a weight gradient when not all do (LoRA: the adapters'),
+        so a frozen matrix counts 4 FLOPs per parameter (forward, input gradient) instead of 6."""
         counts = self.num_parameters()
         # The output head is a matmul every token even when its weight is tied to the embedding.
         n_matmul = counts["non_embedding"] + (self.vocab_size * self.hidden_size if self.tie_word_embeddings else 0)
-        return 6 * n_matmul + 12 * self.num_layers * self.num_heads * self.head_dim * seq_len
+        matmul = 6 * n_matmul if trained_matmul is None else 4 * n_matmul + 6 * trained_matmul
+        return matmul + 12 * self.num_layers * self.num_heads * self.head_dim * seq_len
 
     # ---- Hugging Face interop ---------------------------------------------------------------
     def to_hf(self, torch_dtype: str = "bfloat16") -> dict[str, Any]:

@@ -405,7 +405,10 @@ class Trainer:
 
         total = self.schedule.total
         records: list[dict[str, float]] = []
-        flops_per_token = self.model_config.flops_per_token(self.cfg.seq_len)
+        params = list(self.model.parameters())
+        frozen = any(not p.requires_grad for p in params)
+        trained = sum(p.numel() for p in params if p.requires_grad and p.ndim >= 2) if frozen else None
+        flops_per_token = self.model_config.flops_per_token(self.cfg.seq_len, trained)
         peak = self.peak_flops()
         bar = tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (self.dist.is_main and self.show_progress))

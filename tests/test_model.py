@@ -15,6 +15,14 @@ def test_nesso_04b_has_exactly_the_reported_parameter_count():
     assert sum(unique.values()) == 437_760_960
 
 
+def test_training_flops_count_weight_gradients_only_for_trained_matrices():
+    cfg = get_preset("nesso-0.4b")
+    attention = 12 * 32 * 15 * 64 * 4096
+    n = 314_635_200 + 123_125_760  # matrices incl. the tied head
+    assert cfg.flops_per_token(4096) == 6 * n + attention
+    assert cfg.flops_per_token(4096, trained_matmul=1_000_000) == 4 * n + 6_000_000 + attention  # LoRA
+
+
 def test_preset_shapes_match_the_card():
     cfg = PRESETS["nesso-0.4b"]
     assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_layers) == (960, 2560, 32)
