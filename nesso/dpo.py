@@ -578,7 +578,8 @@ def run_dpo(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
             export_hf: str | None = None, fresh: bool = False, pairs_source: str | None = None) -> dict[str, Any]:
     recipe = PostRecipe.load(recipe_path, overrides, extra_sections=("dpo",))
     ds = recipe.data
-    source = pairs_source or ds.get("pairs", str, None)
+    source = ds.get("pairs", str, None)  # read even when overridden: the key is the recipe's
+    source = pairs_source or source
     if source is None:
         raise NessoError("recipe.data.pairs is required: a pairs JSONL (`nesso data pairs`), a rows JSONL, a dataset "
                          "directory or agentic:N:SEED")

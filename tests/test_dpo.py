@@ -174,6 +174,10 @@ schedule: {{name: constant}}
     assert "reference log-probabilities from" in capsys.readouterr().out
     assert main(["dpo", str(recipe), "--out", str(out), "--set", "dpo.gamma=1"]) == 2
     assert "unknown key 'gamma'" in capsys.readouterr().err
+    # --pairs replaces the recipe's data.pairs (which is still a known key)
+    assert main(["dpo", str(recipe), "--pairs", "agentic:6:7", "--out", str(tmp_path / "other"),
+                 "--set", "train.steps=1"]) == 0
+    assert "built from" in capsys.readouterr().out
 
 
 def test_dpo_recipes_parse():
