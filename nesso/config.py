@@ -56,8 +56,9 @@ class ModelConfig:
         non_embedding = self.num_layers * per_layer + h + head
         return {"embedding": embedding, "non_embedding": non_embedding, "total": embedding + non_embedding}
 
-    def flops_per_token(self, seq_len: int, trained_matmul: int | None = None) -> float:
-        """Training FLOPs per token (forward + backward): 6N plus the attention score term (PaLM appendix B).
+    def flops_per_token(self, seq_len: float, trained_matmul: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward): 6N plus the attention score term (PaLM appendix B), for
+        tokens attending over ``seq_len`` positions (packed samples: their mean length, weighted by tokens).
         ``trained_matmul``: how many matrix parameters get a weight gradient when not all do (LoRA: the adapters'),
         so a frozen matrix counts 4 FLOPs per parameter (forward, input gradient) instead of 6."""
         counts = self.num_parameters()

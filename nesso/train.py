@@ -291,6 +291,15 @@ def causal_lm_loss(model: nn.Module, batch: Batch, chunk_tokens: int = 0) -> tor
     return linear_cross_entropy(hidden, model.lm_head.weight, batch["labels"], chunk_tokens)
 
 
+def attended_pairs(batch: Batch) -> int:
+    """Sum over the batch's sequences of length² (each packed sample on its own): the attention term of the FLOPs
+    (``ModelConfig.flops_per_token`` takes the mean context, this over the tokens)."""
+    ids = batch["input_ids"]
+    if "doc_ids" not in batch:
+        return ids.shape[0] * ids.shape[1] ** 2
+    return sum((e - s) ** 2 for row in document_spans(batch["doc_ids"]) for s, e in row)
+
+
 def _compiled(model: nn.Module) -> bool:
     layers = getattr(model, "layers", None)
     return bool(layers) and getattr(layers[0], "_compiled_call_impl", None) is not None
@@ -387,7 +396,9 @@ class Trainer:
         loss_total = float(all_reduce_sum(loss_sum.double()).item())
         inputs = sum(b["input_ids"].numel() for b in micro_batches) * self.dist.world
         self.tokens_seen += inputs
-        return {"loss": loss_total / global_tokens, "lr": lr, "grad_norm": grad_norm, "tokens": inputs}
+        attended = sum(attended_pairs(b) for b in micro_batches) * self.dist.world
+        return {"loss": loss_total / global_tokens, "lr": lr, "grad_norm": grad_norm, "tokens": inputs,
+                "attended": attended}
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -408,11 +419,10 @@ class Trainer:
         params = list(self.model.parameters())
         frozen = any(not p.requires_grad for p in params)
         trained = sum(p.numel() for p in params if p.requires_grad and p.ndim >= 2) if frozen else None
-        flops_per_token = self.model_config.flops_per_token(self.cfg.seq_len, trained)
         peak = self.peak_flops()
         bar = tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (self.dist.is_main and self.show_progress))
-        window_tokens, window_start, window_losses = 0, time.perf_counter(), []
+        window_tokens, window_attended, window_start, window_losses = 0, 0, time.perf_counter(), []
         started = time.perf_counter()
         it = iter(data)
         self.model.train()
@@ -427,11 +437,15 @@ class Trainer:
                 out = self.train_step(micro_batches)
                 records.append({"step": self.step, **out})
                 window_tokens += out["tokens"]
+                window_attended += out["attended"]
                 window_losses.append(out["loss"])
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == total:
                     seconds = max(time.perf_counter() - window_start, 1e-9)
                     tok_s = window_tokens / seconds
+                    # Attention FLOPs grow with how far each token looks back: its sample's length when packed.
+                    context = window_attended / max(window_tokens, 1)
+                    flops_per_token = self.model_config.flops_per_token(context, trained)
                     mfu = flops_per_token * tok_s / (peak * self.dist.world) if peak else None
                     rec = {"step": self.step, "loss": out["loss"], "loss_avg": sum(window_losses) / len(window_losses),
                            "lr": out["lr"], "grad_norm": out["grad_norm"], "tokens_seen": self.tokens_seen,
@@ -442,7 +456,7 @@ class Trainer:
                     self._log(rec)
                     bar.set_postfix(loss=f"{rec['loss_avg']:.3f}", lr=f"{out['lr']:.2e}", tok_s=f"{tok_s:,.0f}",
                                     mfu=f"{mfu:.1%}" if mfu is not None else "n/a")
-                    window_tokens, window_start, window_losses = 0, time.perf_counter(), []
+                    window_tokens, window_attended, window_start, window_losses = 0, 0, time.perf_counter(), []
                 if self.step % self.cfg.ckpt_every == 0 or self.step == total:
                     self.save_checkpoint(data)
         finally:

@@ -15,7 +15,7 @@ from nesso.data.recipe import Section
 from nesso.data.shards import ShardWriter, TokenStream
 from nesso.model import build_model
 from nesso.schedules import Schedule, ScheduleConfig
-from nesso.train import TrainConfig, Trainer, causal_lm_loss, linear_cross_entropy
+from nesso.train import TrainConfig, Trainer, attended_pairs, causal_lm_loss, linear_cross_entropy
 
 VOCAB = 64
 TINY = ModelConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -160,6 +160,13 @@ def test_fused_linear_cross_entropy_frozen_head_and_no_targets():
     none = linear_cross_entropy(hidden, weight, torch.full_like(labels, -100))
     (g_none,) = torch.autograd.grad(none, hidden)
     assert none.item() == 0 and g_none.abs().max() == 0
+
+
+def test_attention_flops_follow_the_packed_samples():
+    ids = torch.zeros(2, 10, dtype=torch.long)
+    assert attended_pairs({"input_ids": ids}) == 2 * 10**2
+    doc_ids = torch.tensor([[0] * 4 + [1] * 6, [0] * 3 + [1] * 3 + [-1] * 4])
+    assert attended_pairs({"input_ids": ids, "doc_ids": doc_ids}) == 16 + 36 + 9 + 9 + 16
 
 
 def test_packed_sft_batches_use_masked_loss_and_document_masks(tmp_path):
