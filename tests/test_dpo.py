@@ -185,5 +185,7 @@ def test_dpo_recipes_parse():
     cpu = PostRecipe.load(recipes / "smollm2-135m-agentic-dpo-cpu.yaml", extra_sections=("dpo",))
     assert cpu.model == "runs/smollm2-135m-agentic-lora-cpu/final" and cpu.lora is not None
     assert cpu.extra["dpo"].get("beta", float) == 0.1 and cpu.data.get("pairs", str).startswith("agentic:")
+    shipped = PostRecipe.load(recipes / "nesso-smollm2-agentic-dpo-cpu.yaml", extra_sections=("dpo",))
+    assert shipped.model == "default" and shipped.lora is not None and shipped.train.device == "cpu"
     gpu = PostRecipe.load(recipes / "nesso-0.4b-agentic-dpo.yaml", extra_sections=("dpo",))
     assert gpu.lora is None and gpu.train.device == "cuda" and gpu.schedule.name == "cosine"
