@@ -75,18 +75,10 @@ def make_nesso(recipe, model):
 
 
 def make_hf_peft(recipe, model):
+    from decode import hf_model  # benchmarks/decode.py: transformers' Llama with a nesso model's weights
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from nesso.checkpoint import to_hf_state_dict
-
-    base = {k: v.detach().clone() for k, v in to_hf_state_dict(model).items() if "lora" not in k}
-    hf = LlamaForCausalLM(LlamaConfig(**model.config.to_hf("float32")))
-    hf.config._attn_implementation = "sdpa"
-    missing, unexpected = hf.load_state_dict(base, strict=False)
-    if unexpected or any("lm_head" not in k for k in missing):
-        raise SystemExit(f"weights did not map onto transformers' Llama: missing {missing}, unexpected {unexpected}")
-    hf.tie_weights()
+    hf = hf_model(model, torch.float32)  # the base only: the nesso model's own LoRA weights are not Llama keys
     lc = recipe.lora
     hf = get_peft_model(hf, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                                        target_modules=list(lc.target_modules), use_rslora=lc.use_rslora))
