@@ -47,11 +47,11 @@ from nesso.distributed import (
     init_distributed,
 )
 from nesso.errors import NessoError
-from nesso.model import Transformer, build_model, document_spans, packed_causal_mask
+from nesso.model import Spans, Transformer, build_model, document_spans, packed_causal_mask
 from nesso.schedules import Schedule, ScheduleConfig
 
 IGNORE_INDEX = -100
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, Any]  # tensors; ``spans`` (document_spans of ``doc_ids``) when the trainer computed them
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 # Dense bf16 peak FLOP/s per device, for MFU when train.peak_flops is not set.
@@ -279,25 +279,26 @@ def make_causal_lm_loss(chunk_tokens: int = 0) -> LossFn:
 
 def causal_lm_loss(model: nn.Module, batch: Batch, chunk_tokens: int = 0) -> torch.Tensor:
     """Summed cross-entropy over ``labels`` != -100. Optional keys: ``positions`` [B, T] (RoPE positions),
-    ``doc_ids`` [B, T] (packed samples: attention stays within a sample) or a ready ``attn_mask``."""
+    ``doc_ids`` [B, T] (packed samples: attention stays within a sample; ``spans``, their ``document_spans`` if
+    already known) or a ready ``attn_mask``."""
     mask, spans = batch.get("attn_mask"), None
     if mask is None and "doc_ids" in batch:
         if _compiled(model):  # data-dependent spans would recompile the layers at every batch
             mask = packed_causal_mask(batch["doc_ids"])
         else:
-            spans = document_spans(batch["doc_ids"])
+            spans = batch.get("spans") or document_spans(batch["doc_ids"])
     hidden = model(batch["input_ids"], positions=batch.get("positions"), attn_mask=mask, return_hidden=True,
                    spans=spans)
     return linear_cross_entropy(hidden, model.lm_head.weight, batch["labels"], chunk_tokens)
 
 
-def attended_pairs(batch: Batch) -> int:
-    """Sum over the batch's sequences of length² (each packed sample on its own): the attention term of the FLOPs
-    (``ModelConfig.flops_per_token`` takes the mean context, this over the tokens)."""
+def attended_pairs(batch: Batch, spans: Spans | None = None) -> int:
+    """Sum over the batch's sequences of length² (each packed sample on its own, ``spans`` if already known): the
+    attention term of the FLOPs (``ModelConfig.flops_per_token`` takes the mean context, this over the tokens)."""
     ids = batch["input_ids"]
     if "doc_ids" not in batch:
         return ids.shape[0] * ids.shape[1] ** 2
-    return sum((e - s) ** 2 for row in document_spans(batch["doc_ids"]) for s, e in row)
+    return sum((e - s) ** 2 for row in spans or document_spans(batch["doc_ids"]) for s, e in row)
 
 
 def _compiled(model: nn.Module) -> bool:
@@ -380,8 +381,14 @@ class Trainer:
             raise NessoError(f"step {self.step + 1}: the batch has no target tokens (every label is -100)")
         scale = self.dist.world / global_tokens  # FSDP averages gradients over ranks; undo that, divide by tokens
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
+        attended = 0
         for batch in micro_batches:
+            # packed samples' spans from the host copy, once for the loss and the FLOPs (no device sync)
+            spans = document_spans(batch["doc_ids"]) if "doc_ids" in batch and "attn_mask" not in batch else None
+            attended += attended_pairs(batch, spans)
             batch = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            if spans is not None:
+                batch["spans"] = spans
             with self._autocast():
                 loss = self.loss_fn(model, batch)
             (loss * scale).backward()
@@ -396,9 +403,8 @@ class Trainer:
         loss_total = float(all_reduce_sum(loss_sum.double()).item())
         inputs = sum(b["input_ids"].numel() for b in micro_batches) * self.dist.world
         self.tokens_seen += inputs
-        attended = sum(attended_pairs(b) for b in micro_batches) * self.dist.world
         return {"loss": loss_total / global_tokens, "lr": lr, "grad_norm": grad_norm, "tokens": inputs,
-                "attended": attended}
+                "attended": attended * self.dist.world}
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]

@@ -191,8 +191,17 @@ def test_packed_sft_batches_use_masked_loss_and_document_masks(tmp_path):
     other = {"input_ids": ids, "labels": ids.clone()}
     with torch.no_grad():
         expected = float(packed_loss + causal_lm_loss(model, other)) / (int((labels != -100).sum()) + 12)
+    seen = []
+
+    def loss_fn(model, batch):  # the trainer hands the loss the spans it computed for the FLOPs
+        seen.append(batch.get("spans"))
+        return causal_lm_loss(model, batch)
+
+    trainer.loss_fn = loss_fn
     out = trainer.train_step([packed, other])
     assert out["loss"] == pytest.approx(expected, rel=1e-5)
+    assert seen == [[[(0, 6), (6, 12)]], None]
+    assert out["attended"] == 6**2 + 6**2 + 12**2
 
 
 def test_activation_checkpointing_gives_the_same_step(tmp_path):
