@@ -40,8 +40,9 @@ AGENTIC_PREFIX = "agentic:"
 
 # ---- rows ---------------------------------------------------------------------------------------------------
 def load_rows(spec: str | list[str], max_rows: int | None = None) -> list[dict[str, Any]]:
-    """Rows from ``agentic:N:SEED[:train|heldout|shipped]`` (generated now: the same rows as the split's JSONL
-    written by `nesso data agentic --n N --seed SEED`; ``shipped``: N rows for nesso's own tools), a dataset
+    """Rows from ``agentic:N:SEED[:train|heldout|shipped|synthetic]`` (generated now: the same rows as the split's
+    JSONL written by `nesso data agentic --n N --seed SEED`; ``shipped``: N rows for nesso's own tools;
+    ``synthetic``: N rows over tools made up per row), a dataset
     directory (its train.jsonl) or a JSONL file — or from a list of those, one after another."""
     if isinstance(spec, list):
         if not spec:
@@ -68,7 +69,7 @@ def load_rows(spec: str | list[str], max_rows: int | None = None) -> list[dict[s
 
 
 def _generate_rows(spec: str) -> list[dict[str, Any]]:
-    from nesso.agentic_data import SHIPPED_SPLIT, SPLITS, generate, generate_shipped
+    from nesso.agentic_data import SHIPPED_SPLIT, SPLITS, SYNTHETIC_SPLIT, generate, generate_opt_in
 
     parts = spec[len(AGENTIC_PREFIX):].split(":")
     split = parts.pop() if len(parts) == 3 else "train"
@@ -76,12 +77,12 @@ def _generate_rows(spec: str) -> list[dict[str, Any]]:
         n, seed = (int(p) for p in parts)
     except ValueError:
         n = seed = -1
-    if len(parts) != 2 or n < 1 or seed < 0 or split not in (*SPLITS, SHIPPED_SPLIT):
-        raise NessoError(f"{spec!r}: write agentic:N:SEED, agentic:N:SEED:heldout or agentic:N:SEED:shipped, e.g. "
-                         "agentic:5000:0 (N rows in all, as `nesso data agentic --n N --seed SEED`; shipped: N rows "
-                         "for nesso's own tools)")
-    if split == SHIPPED_SPLIT:
-        return generate_shipped(n, seed)
+    if len(parts) != 2 or n < 1 or seed < 0 or split not in (*SPLITS, SHIPPED_SPLIT, SYNTHETIC_SPLIT):
+        raise NessoError(f"{spec!r}: write agentic:N:SEED, agentic:N:SEED:heldout, agentic:N:SEED:shipped or "
+                         "agentic:N:SEED:synthetic, e.g. agentic:5000:0 (N rows in all, as `nesso data agentic --n N "
+                         "--seed SEED`; shipped: N rows for nesso's own tools; synthetic: N rows over made-up tools)")
+    if split in (SHIPPED_SPLIT, SYNTHETIC_SPLIT):
+        return generate_opt_in(split, n, seed)
     rows = generate(n, seed)[split]
     if not rows:
         raise NessoError(f"{spec}: {n} rows leave none in the {split} split; raise N")

@@ -18,8 +18,10 @@ from nesso.agentic_data import (
     TOOL_BY_NAME,
     TOOLS,
     generate,
+    generate_opt_in,
     generate_shipped,
     import_file,
+    synthetic,
     tools_local,
     tools_shipped,
     validate_row,
@@ -289,6 +291,13 @@ def test_cli_writes_the_dataset_deterministically(tmp_path, capsys):
     assert len((out / "shipped.jsonl").read_text().splitlines()) == 14
     assert json.loads((out / "stats.json").read_text())["splits"]["shipped"]["rows"] == 14
     assert main(["data", "agentic", "--out", str(tmp_path / "y"), "--n", "40", "--shipped", "-1"]) == 2
+    # --synthetic likewise adds synthetic.jsonl
+    assert main(["data", "agentic", "--out", str(out), "--n", "40", "--seed", "3", "--synthetic", "7", "--force"]) == 0
+    assert (out / "train.jsonl").read_bytes() == first
+    assert len((out / "synthetic.jsonl").read_text().splitlines()) == 7
+    assert "synthetic.jsonl" in capsys.readouterr().out
+    assert main(["data", "agentic", "--out", str(tmp_path / "z"), "--n", "40", "--synthetic", "-2"]) == 2
+    assert "--synthetic must be" in capsys.readouterr().err
 
 
 # ---- importers -------------------------------------------------------------------------------------------
@@ -482,3 +491,65 @@ def test_shipped_rows_as_a_training_source():
         load_rows("agentic:6:0:nope")
     with pytest.raises(NessoError, match="empty"):
         load_rows([])
+
+
+# ---- the opt-in synthetic split: tools made up per row ---------------------------------------------------
+@pytest.fixture(scope="module")
+def synthetic_rows():
+    return generate_opt_in("synthetic", 140, seed=2)
+
+
+def test_synthetic_rows_validate_and_never_use_catalogue_tools(synthetic_rows, rows):
+    cats = Counter(r["category"] for r in synthetic_rows)
+    assert set(cats) == set(SHIPPED_CATEGORIES) and max(cats.values()) - min(cats.values()) <= 2
+    assert Counter(r["lang"] for r in synthetic_rows) == {"en": 70, "it": 70}
+    catalogue = set(TOOL_BY_NAME) | {t.name for t in tools_local.TOOLS}
+    for row in synthetic_rows:
+        assert row["split"] == "synthetic" and validate_row(row) == [], row["id"]
+        assert not {t["function"]["name"] for t in row["tools"]} & catalogue, row["id"]
+        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in row["tools"]}
+        for name, args, _ in calls_with_results(row):
+            Draft202012Validator(schemas[name], format_checker=FormatChecker()).validate(args)
+    assert generate_opt_in("synthetic", 140, seed=2) == synthetic_rows  # deterministic
+    assert generate(N, seed=1234) == rows  # the regular splits do not change with the opt-in one
+
+
+def test_synthetic_tools_vary_names_keys_and_arguments(synthetic_rows):
+    # the same action comes under several names and argument keys, with and without its optional arguments:
+    # what a call needs is in the offered schema, not in memory
+    by_action = {}
+    for row in synthetic_rows:
+        for t in row["tools"]:
+            fn = t["function"]
+            action = next(a for a in synthetic.ACTIONS if fn["name"] in a.names)
+            by_action.setdefault(action.names[0], set()).add((fn["name"], tuple(sorted(fn["parameters"]["properties"]))))
+    assert len(by_action) == len(synthetic.ACTIONS)
+    varied = [name for name, forms in by_action.items() if len({n for n, _ in forms}) > 1 and len(forms) > 2]
+    assert len(varied) >= 0.8 * len(by_action), by_action
+    for a in synthetic.ACTIONS:  # keys of one action's arguments never collide, whichever are drawn
+        keys = [k for arg in (*a.required, *a.optional) for k in synthetic.ARGS[arg].keys]
+        assert len(keys) == len(set(keys)), a.names
+        assert not set(a.names) & set(TOOL_BY_NAME) and not any(h in n for n in a.names for h in HELDOUT_TOOLS)
+
+
+def test_synthetic_call_values_come_from_the_request(synthetic_rows):
+    # free-text and code arguments are copied from the user's words (the skill the split teaches); the schema's
+    # enums take codes, dates ISO days
+    checked = 0
+    for row in synthetic_rows:
+        user = " ".join(m["content"] for m in row["messages"] if m["role"] == "user")
+        schemas = {t["function"]["name"]: t["function"]["parameters"]["properties"] for t in row["tools"]}
+        for name, args, _ in calls_with_results(row):
+            for key, value in args.items():
+                prop = schemas[name][key]
+                if prop.get("type") == "string" and "enum" not in prop and "format" not in prop and "pattern" not in prop:
+                    assert value in user, (row["id"], key, value, user)
+                    checked += 1
+    assert checked > 50
+
+
+def test_synthetic_rows_as_a_training_source():
+    rows = load_rows(["agentic:10:0", "agentic:4:1:synthetic"])
+    assert [r["split"] for r in rows] == ["train"] * 8 + ["synthetic"] * 4
+    with pytest.raises(NessoError, match="agentic:N:SEED:synthetic"):
+        load_rows("agentic:6:0:nope")

@@ -21,7 +21,9 @@ from nesso.agentic_data.generator import (
     HELDOUT_FRACTION,
     SHIPPED_SPLIT,
     SPLITS,
+    SYNTHETIC_SPLIT,
     generate,
+    generate_opt_in,
     generate_shipped,
     make_row,
     split_sizes,
@@ -30,9 +32,9 @@ from nesso.agentic_data.importers import FORMATS, ImportReport, import_file
 from nesso.agentic_data.validate import validate_row
 from nesso.errors import NessoError
 
-__all__ = ["CATEGORIES", "DOMAINS", "FORMATS", "HELDOUT_FRACTION", "HELDOUT_TOOLS", "SHIPPED_SPLIT", "SPLITS", "TOOLS",
-           "TOOL_BY_NAME", "ImportReport", "generate", "generate_shipped", "import_file", "make_row", "split_sizes",
-           "stats", "validate_row", "write_dataset", "write_jsonl"]
+__all__ = ["CATEGORIES", "DOMAINS", "FORMATS", "HELDOUT_FRACTION", "HELDOUT_TOOLS", "SHIPPED_SPLIT", "SPLITS",
+           "SYNTHETIC_SPLIT", "TOOLS", "TOOL_BY_NAME", "ImportReport", "generate", "generate_opt_in", "generate_shipped",
+           "import_file", "make_row", "split_sizes", "stats", "validate_row", "write_dataset", "write_jsonl"]
 
 
 def stats(rows: dict[str, list[dict[str, Any]]], **meta: Any) -> dict[str, Any]:
@@ -80,19 +82,22 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_dataset(out_dir: str | Path, n: int, seed: int = 0, heldout_fraction: float = HELDOUT_FRACTION,
-                  overwrite: bool = False, shipped: int = 0) -> dict[str, Any]:
-    """Generate ``n`` rows into ``out_dir``/train.jsonl, heldout.jsonl and stats.json (and, with ``shipped``, that
-    many rows of the opt-in shipped split into shipped.jsonl); returns the stats."""
+                  overwrite: bool = False, shipped: int = 0, synthetic: int = 0) -> dict[str, Any]:
+    """Generate ``n`` rows into ``out_dir``/train.jsonl, heldout.jsonl and stats.json (and, with ``shipped`` /
+    ``synthetic``, that many rows of those opt-in splits into shipped.jsonl / synthetic.jsonl); returns the stats."""
     if not isinstance(n, int) or n < 1:
         raise NessoError(f"--n must be a positive number of rows (got {n})")
     if not isinstance(shipped, int) or shipped < 0:
         raise NessoError(f"--shipped must be a number of rows, 0 or more (got {shipped})")
+    if not isinstance(synthetic, int) or synthetic < 0:
+        raise NessoError(f"--synthetic must be a number of rows, 0 or more (got {synthetic})")
     if not 0 <= heldout_fraction < 1:
         raise NessoError(f"--heldout-fraction must be in [0, 1) (got {heldout_fraction})")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NessoError(f"{out} exists and is not a directory; pass a directory for --out")
-    targets = [out / f"{s}.jsonl" for s in (*SPLITS, *([SHIPPED_SPLIT] if shipped else []))] + [out / "stats.json"]
+    opt_in = {SHIPPED_SPLIT: shipped, SYNTHETIC_SPLIT: synthetic}
+    targets = [out / f"{s}.jsonl" for s in (*SPLITS, *(s for s, k in opt_in.items() if k))] + [out / "stats.json"]
     existing = [p.name for p in targets if p.exists()]
     if existing and not overwrite:
         raise NessoError(f"{out} already holds {', '.join(existing)}; pass --force to replace them or pick another --out")
@@ -101,12 +106,13 @@ def write_dataset(out_dir: str | Path, n: int, seed: int = 0, heldout_fraction: 
     except OSError as e:
         raise NessoError(f"cannot create {out}: {e.strerror or e}") from None
     rows = generate(n, seed, heldout_fraction)
-    if shipped:
-        rows[SHIPPED_SPLIT] = generate_shipped(shipped, seed)
+    for split, k in opt_in.items():
+        if k:
+            rows[split] = generate_opt_in(split, k, seed)
     for split, items in rows.items():
         write_jsonl(out / f"{split}.jsonl", items)
     info = stats(rows, seed=seed, n=n, heldout_fraction=heldout_fraction, generator="nesso.agentic_data",
-                 **({"shipped": shipped} if shipped else {}))
+                 **{s: k for s, k in opt_in.items() if k})
     try:
         (out / "stats.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as e:

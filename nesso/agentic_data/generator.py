@@ -6,7 +6,7 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from nesso.agentic_data import chat
+from nesso.agentic_data import chat, synthetic
 from nesso.agentic_data.catalog import (
     DOMAIN_NOUNS,
     HELD_TOOLS,
@@ -34,6 +34,10 @@ SHIPPED_TARGETS = [TOOL_BY_NAME["calculator"], TOOL_BY_NAME["get_current_time"],
 # The catalogue has tools of the same names with other schemas (a convert_units with unit enums, a query_database
 # over three company databases): in shipped rows nesso's own replace them.
 SHIPPED_POOL = [t for t in TRAIN_TOOLS if t.name not in {u.name for u in LOCAL_TOOLS}] + LOCAL_TOOLS
+# Opt-in rows over tools made up per row (synthetic.py): fresh names, argument keys and optional arguments, so that a
+# call can only be right by reading the offered schema. Not part of `generate`; the catalogue is never offered.
+SYNTHETIC_SPLIT = "synthetic"
+SYNTHETIC_POOL_SIZE = 6
 HELDOUT_FRACTION = 0.2
 FIRST_DAY = date(2026, 1, 5)
 SELF_SERVICE = ("translate_text", "calculate_loan_payment")  # requests a model can answer without the tool
@@ -48,9 +52,10 @@ class _Row:
         self.seed, self.split, self.index = seed, split, index
         rng = stable_rng("row", seed, split, index)
         self.lang = LANGS[index % 2]
-        cycle = SHIPPED_CATEGORIES if split == SHIPPED_SPLIT else CATEGORIES
+        cycle = SHIPPED_CATEGORIES if split in (SHIPPED_SPLIT, SYNTHETIC_SPLIT) else CATEGORIES
         self.category = cycle[(index // 2) % len(cycle)]
         self.c = Ctx(rng, self.lang, FIRST_DAY + timedelta(days=rng.randint(0, 170)))
+        self.made_up = synthetic.tool_pool(rng, SYNTHETIC_POOL_SIZE) if split == SYNTHETIC_SPLIT else []
         self.messages: list[dict[str, Any]] = []
         self.tools: list[ToolSpec] = []
         self.extra: dict[str, Any] = {}
@@ -60,12 +65,16 @@ class _Row:
     def targets(self) -> list[ToolSpec]:
         if self.split == SHIPPED_SPLIT:
             return SHIPPED_TARGETS
+        if self.split == SYNTHETIC_SPLIT:
+            return self.made_up
         return HELD_TOOLS if self.split == "heldout" else TRAIN_TOOLS
 
     @property
     def others(self) -> list[ToolSpec]:
         if self.split == SHIPPED_SPLIT:
             return SHIPPED_POOL
+        if self.split == SYNTHETIC_SPLIT:
+            return self.made_up
         return TOOLS if self.split == "heldout" else TRAIN_TOOLS
 
     def distractors(self, exclude: list[ToolSpec], k: int, other_domains: bool = False) -> list[ToolSpec]:
@@ -222,7 +231,8 @@ def irrelevance(r: _Row) -> None:
     r.offer(offered)
     r.system()
     r.user(text)
-    r.assistant(chat.cannot_help(r.c, DOMAIN_NOUNS[wanted.domain], [DOMAIN_NOUNS[t.domain] for t in offered]))
+    nouns = DOMAIN_NOUNS if r.split != SYNTHETIC_SPLIT else synthetic.DOMAIN_NOUNS
+    r.assistant(chat.cannot_help(r.c, nouns[wanted.domain], [nouns[t.domain] for t in offered]))
 
 
 def missing_argument(r: _Row) -> None:
@@ -286,8 +296,13 @@ def make_row(seed: int, split: str, index: int) -> dict[str, Any]:
 
 def generate_shipped(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` rows of the opt-in shipped split (see SHIPPED_SPLIT), shuffled deterministically."""
-    rows = [make_row(seed, SHIPPED_SPLIT, i) for i in range(n)]
-    stable_rng("order", seed, SHIPPED_SPLIT).shuffle(rows)
+    return generate_opt_in(SHIPPED_SPLIT, n, seed)
+
+
+def generate_opt_in(split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` rows of an opt-in split (SHIPPED_SPLIT or SYNTHETIC_SPLIT), shuffled deterministically."""
+    rows = [make_row(seed, split, i) for i in range(n)]
+    stable_rng("order", seed, split).shuffle(rows)
     return rows
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 ROLES = ("system", "user", "assistant", "tool")
 LANG_CODES = ("en", "it")
-SPLIT_NAMES = ("train", "heldout", "shipped")  # shipped: generator.SHIPPED_SPLIT, opt-in rows for nesso's own tools
+# shipped / synthetic: generator.SHIPPED_SPLIT / SYNTHETIC_SPLIT, opt-in rows for nesso's own tools / made-up tools
+SPLIT_NAMES = ("train", "heldout", "shipped", "synthetic")
 
 
 @lru_cache(maxsize=4096)

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shipped", type=int, default=0,
                    help="also write this many rows whose requests target nesso's own tools (calculator, clock, unit "
                         "conversion, the demo shop database) to shipped.jsonl (default 0)")
+    p.add_argument("--synthetic", type=int, default=0,
+                   help="also write this many rows over tools made up per row (fresh names, argument keys and "
+                        "optional arguments) to synthetic.jsonl (default 0)")
     p.add_argument("--force", action="store_true", help="replace files already in --out")
     p.set_defaults(func=cmd_agentic)
 
@@ -42,13 +45,14 @@ def cmd_agentic(args: argparse.Namespace) -> int:
     from nesso.agentic_data import write_dataset
 
     info = write_dataset(args.out, n=args.n, seed=args.seed, heldout_fraction=args.heldout_fraction,
-                         overwrite=args.force, shipped=args.shipped)
+                         overwrite=args.force, shipped=args.shipped, synthetic=args.synthetic)
     for split, s in info["splits"].items():
         cats = ", ".join(f"{k} {v}" for k, v in s["by_category"].items())
         langs = ", ".join(f"{k} {v}" for k, v in s["by_lang"].items())
         print(f"{split:8s} {s['rows']:6d} rows, {s['calls']} calls ({langs}; {cats})")
+    extra = "".join(f", {s}.jsonl" for s in ("shipped", "synthetic") if getattr(args, s))
     print(f"{info['tools']} tools in {len(info['domains'])} domains, {len(info['heldout_tools'])} held out; "
-          f"wrote {Path(args.out) / 'train.jsonl'}, heldout.jsonl{', shipped.jsonl' if args.shipped else ''}, stats.json")
+          f"wrote {Path(args.out) / 'train.jsonl'}, heldout.jsonl{extra}, stats.json")
     return 0
 
 
