@@ -44,7 +44,12 @@ class Arg:
 
 
 def _clause(value: Any, bare: L, en: str, it: str) -> Val:
-    return Val(value, L(en.format(bare.en), it.format(bare.it)), {"bare": bare})
+    return Val(value, L(en.format(bare.en), _it_a(it.format(bare.it))), {"bare": bare})
+
+
+def _it_a(text: str) -> str:
+    """Italian "a" before a vowel is "ad" ("ad Amsterdam", "ad Alessandro")."""
+    return "ad " + text[2:] if text.startswith("a ") and text[2:3] in "AEIOUaeiou" else text
 
 
 def _count(c: Ctx, lo: int, hi: int, en: tuple[str, str], it: tuple[str, str], prep: L = L("for", "per")) -> Val:
@@ -409,10 +414,11 @@ ACTIONS: list[Action] = [
             _lookup(lambda rng: {"recipe": pick(rng, ["Risotto", "Frittata", "Vellutata", "Insalata tiepida"]),
                                  "prep_minutes": rng.randrange(10, 60, 5)},
                     "Try this: {recipe}, ready in {prep_minutes} minutes.",
-                    "Prova questa: {recipe}, pronta in {prep_minutes} minuti.")),
+                    "Prova questa: {recipe}, pronta in {prep_minutes} minuti."),
+            {"minutes": ("ready in {} minutes", "pronta in {} minuti")}),
     _action(("make_donation", "donate_to_charity", "charity_donation"), L("donations", "donazioni"),
             ("Make a donation", "Fai una donazione", "fare una donazione"),
-            "Donate money to a charity.", ("amount", "charity"), ("note",),
+            "Donate money to a charity.", ("amount", "charity"), ("email",),
             _lookup(lambda rng: {"receipt": _id(rng, "DN")},
                     "Thank you! Donation made, receipt {receipt}.", "Grazie! Donazione fatta, ricevuta {receipt}."),
             {"amount": ("of {}", "di {}")}),
@@ -470,12 +476,12 @@ ACTIONS: list[Action] = [
             "Order a flower delivery.", ("name", "city"), ("date", "note", "budget"),
             _booked(L("the flower delivery", "la consegna dei fiori")), {"name": ("to {}", "a {}")}),
     _action(("get_flight_status", "flight_tracker", "check_flight_status"), L("flights", "voli"),
-            ("Check the status of flight", "Controlla lo stato del volo", "controllare lo stato del volo"),
+            ("Check the flight status", "Controlla lo stato del volo", "controllare lo stato del volo"),
             "Live status of a flight.", ("flight",), ("date",),
             _lookup(lambda rng: {"gate": f"{pick(rng, 'ABC')}{rng.randint(1, 30)}", "delay_minutes": rng.choice([0, 0, 15, 40])},
                     "It leaves from gate {gate}, {delay_minutes} minutes late.",
                     "Parte dal gate {gate}, con {delay_minutes} minuti di ritardo."),
-            {"flight": ("{}", "{}")}),
+            {"flight": ("for {}", "{}")}),
 ]
 
 
@@ -487,7 +493,9 @@ def _phrases(head: tuple[str, str, str], clauses: list[str], lang: str, rng: ran
     imp_en, imp_it, inf_it = head
     if lang == "en":
         inf = imp_en[0].lower() + imp_en[1:]
-        forms = [f"{imp_en}{rest}.", f"Can you {inf}{rest}?", f"I'd like to {inf}{rest}.", f"Please {inf}{rest}."]
+        forms = [f"{imp_en}{rest}.", f"Can you {inf}{rest}?", f"Please {inf}{rest}."]
+        if " me" not in f" {inf} ":  # not "I'd like to show me ..."
+            forms.append(f"I'd like to {inf}{rest}.")
     else:
         forms = [f"{imp_it}{rest}.", f"Puoi {inf_it}{rest}?", f"Vorrei {inf_it}{rest}.", f"{imp_it}{rest}, per favore."]
     return pick(rng, forms)
@@ -509,7 +517,7 @@ def make_tool(rng: random.Random, action: Action) -> ToolSpec:
             v = ARGS[a].sample(c)
             if a in action.clauses and "bare" in v.forms:
                 en, it = action.clauses[a]
-                v = Val(v.value, L(en.format(v.forms["bare"].en), it.format(v.forms["bare"].it)), v.forms)
+                v = Val(v.value, L(en.format(v.forms["bare"].en), _it_a(it.format(v.forms["bare"].it))), v.forms)
             vals[key[a]] = v
         return vals
 
