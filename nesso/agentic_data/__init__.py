@@ -1,4 +1,4 @@
-"""The open bilingual (EN/IT) function-calling dataset: a seeded generator over 44 tools in 10 domains, a held-out
+"""The open bilingual (EN/IT) function-calling dataset: a seeded generator over 46 tools in 10 domains, a held-out
 split by tool, and importers for public formats. Rows are OpenAI chat messages plus the tools offered.
 
     from nesso.agentic_data import generate, write_dataset
