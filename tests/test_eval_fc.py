@@ -272,3 +272,26 @@ def test_command_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["eval", "fc", "http://127.0.0.1:9/v1", "--limit", "1", "--out", str(tmp_path / "x")]) == 2
     assert "cannot reach http://127.0.0.1:9/v1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_other_suites_locate_failures_on_training_tools_and_made_up_tools():
+    from nesso.agentic_data import HELDOUT_TOOLS, TOOL_BY_NAME
+
+    seen = fc.build_cases(1, suite="train-tools")
+    assert {c.category for c in seen} == set(fc.CATEGORIES) and all(c.id.startswith("train-") for c in seen)
+    names = {t["function"]["name"] for c in seen for t in c.tools}
+    assert names <= set(TOOL_BY_NAME) and not names & HELDOUT_TOOLS
+    made_up = fc.build_cases(2, suite="made-up-tools")
+    assert Counter((c.category, c.lang) for c in made_up) == {
+        (c, lang): 2 for c in fc.CATEGORIES if c != "multi_turn" for lang in fc.LANGS}
+    assert all(c.id.startswith("synthetic-") for c in made_up)
+    assert not {t["function"]["name"] for c in made_up for t in c.tools} & set(TOOL_BY_NAME)
+    for case in made_up:  # the dataset's own answers score 100% here too
+        row = make_row(fc.SUITES["made-up-tools"][1], "synthetic", int(case.id.split("-")[1]))
+        turn = case.turns[0]
+        gold = row["messages"][len(turn.messages)]
+        assert fc.score_turn(turn, case.tools, fc.prediction_from_message(gold, case.tools, 0.01)).passed, case.id
+    with pytest.raises(NessoError, match="no multi_turn cases"):
+        fc.build_cases(1, ["multi_turn"], suite="made-up-tools")
+    with pytest.raises(NessoError, match="unknown suite"):
+        fc.build_cases(1, suite="nope")

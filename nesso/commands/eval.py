@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--category", default=None,
                    help="comma-separated categories: simple, multiple, parallel, parallel_multiple, irrelevance, "
                         "missing_argument, multi_turn (default: all)")
+    p.add_argument("--suite", choices=["heldout", "train-tools", "made-up-tools"], default="heldout",
+                   help="heldout (default): tools never trained on; train-tools: the training tools on rows no recipe "
+                        "trains on; made-up-tools: tools made up per row (no multi_turn cases)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--no-constrain", action="store_true", help="nesso model: generate without the tool grammar")
     mode.add_argument("--compare-constrained", action="store_true",
@@ -140,6 +143,8 @@ def _fc_command(args: argparse.Namespace, modes: tuple[bool, ...]) -> str:
         parts += ["--lang", args.lang]
     if args.category:
         parts += ["--category", args.category]
+    if args.suite != "heldout":
+        parts += ["--suite", args.suite]
     if modes == (True, False):
         parts.append("--compare-constrained")
     elif modes == (False,) and not args.target.startswith(("http://", "https://")):
@@ -179,14 +184,14 @@ def cmd_fc(args: argparse.Namespace) -> int:
         raise NessoError(f"--device {args.device!r}: use cpu or cuda")
     _require_cuda(args.device)
     modes = (True, False) if args.compare_constrained else ((False,) if args.no_constrain else (True,))
-    cases = fc.build_cases(args.limit, categories, langs)  # validates before a model is loaded
+    cases = fc.build_cases(args.limit, categories, langs, args.suite)  # validates before a model is loaded
     turns = sum(len(c.turns) for c in cases) * (1 if is_url else len(modes))
     bar = tqdm(total=turns, desc="fc turns", file=sys.stderr, disable=None)
     report = fc.run_benchmark(args.target, per_cell=args.limit, categories=categories, langs=langs, modes=modes,
                               dtype=args.dtype, max_tokens=args.max_tokens, batch_size=args.batch_size,
                               device=args.device, model_name=args.model_name, api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
                               concurrency=args.concurrency, timeout=args.timeout,
-                              command=_fc_command(args, modes),
+                              command=_fc_command(args, modes), suite=args.suite,
                               progress=bar.update)
     bar.close()
     paths = fc.write_report(report, args.out)

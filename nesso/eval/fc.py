@@ -40,6 +40,14 @@ CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevanc
 DATASET_CATEGORY = {"multi_turn": "multi_step"}
 LANGS = ("en", "it")
 SUITE_SEED = 0
+# Which rows a suite's cases come from: (dataset split, seed, description). "heldout" is the benchmark; the other
+# two locate a model's failures: the training tools on rows of a seed no recipe trains on, and tools made up per
+# row (the synthetic split) that no adapter has seen under those names and keys.
+SUITES: dict[str, tuple[str, int, str]] = {
+    "heldout": ("heldout", SUITE_SEED, "held-out split (tools never trained on)"),
+    "train-tools": ("train", 2, "train split (the training tools; rows no recipe trains on)"),
+    "made-up-tools": ("synthetic", 2, "synthetic split (tools made up per row)"),
+}
 DEFAULT_PER_CELL = 20
 DEFAULT_MAX_TOKENS = 256
 
@@ -91,18 +99,25 @@ class CaseResult:
 
 # ---- cases ----------------------------------------------------------------------------------------------
 def build_cases(per_cell: int = DEFAULT_PER_CELL, categories: list[str] | None = None,
-                langs: list[str] | None = None, seed: int = SUITE_SEED) -> list[Case]:
-    """The first ``per_cell`` held-out rows of each (category, language) cell, in held-out index order."""
+                langs: list[str] | None = None, suite: str = "heldout") -> list[Case]:
+    """The first ``per_cell`` rows of each (category, language) cell of the suite's split, in index order."""
     from nesso.agentic_data.generator import CATEGORIES as ROW_CATEGORIES
-    from nesso.agentic_data.generator import make_row
+    from nesso.agentic_data.generator import SHIPPED_CATEGORIES, SPLITS, make_row
 
+    if suite not in SUITES:
+        raise NessoError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
+    split, seed, _ = SUITES[suite]
+    row_categories = ROW_CATEGORIES if split in SPLITS else SHIPPED_CATEGORIES  # the opt-in splits' cycle
+    offered = [c for c in CATEGORIES if DATASET_CATEGORY.get(c, c) in row_categories]
     if not isinstance(per_cell, int) or per_cell < 1:
         raise NessoError(f"--limit must be a positive number of cases per category and language (got {per_cell})")
-    categories = list(categories or CATEGORIES)
+    categories = list(categories or offered)
     langs = list(langs or LANGS)
     for c in categories:
         if c not in CATEGORIES:
             raise NessoError(f"unknown category {c!r}; choose from {', '.join(CATEGORIES)}")
+        if c not in offered:
+            raise NessoError(f"the {suite} suite has no {c} cases; choose from {', '.join(offered)}")
     for lang in langs:
         if lang not in LANGS:
             raise NessoError(f"unknown language {lang!r}; choose en or it")
@@ -110,13 +125,13 @@ def build_cases(per_cell: int = DEFAULT_PER_CELL, categories: list[str] | None =
     need = {(row_cat, lang): per_cell for row_cat in wanted for lang in langs}
     cases: list[Case] = []
     # Rows cycle through the dataset's categories two at a time (en, it), so one cycle holds one row per cell.
-    cycle = 2 * len(ROW_CATEGORIES)
+    cycle = 2 * len(row_categories)
     for index in range(per_cell * cycle + cycle):
         if not any(need.values()):
             break
-        if (ROW_CATEGORIES[(index // 2) % len(ROW_CATEGORIES)], LANGS[index % 2]) not in need:
+        if (row_categories[(index // 2) % len(row_categories)], LANGS[index % 2]) not in need:
             continue
-        row = make_row(seed, "heldout", index)
+        row = make_row(seed, split, index)
         key = (row["category"], row["lang"])
         if not need.get(key):
             continue
@@ -404,8 +419,10 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def suite_info(per_cell: int, categories: list[str] | None, langs: list[str] | None) -> dict[str, Any]:
-    return {"dataset": "nesso data agentic, held-out split", "seed": SUITE_SEED, "per_cell": per_cell,
+def suite_info(per_cell: int, categories: list[str] | None, langs: list[str] | None,
+               suite: str = "heldout") -> dict[str, Any]:
+    split, seed, what = SUITES[suite]
+    return {"name": suite, "dataset": f"nesso data agentic, {what}", "seed": seed, "per_cell": per_cell,
             "categories": list(categories or CATEGORIES), "langs": list(langs or LANGS)}
 
 
@@ -510,14 +527,15 @@ def run_benchmark(target_ref: str, *, per_cell: int = DEFAULT_PER_CELL, categori
                   max_tokens: int = DEFAULT_MAX_TOKENS, batch_size: int = 8, device: str = "cpu",
                   model_name: str | None = None,
                   api_key: str | None = None, concurrency: int = 1, timeout: float = 120.0,
-                  loaded: Any = None, command: str | None = None, progress: Any = None) -> dict[str, Any]:
+                  loaded: Any = None, command: str | None = None, progress: Any = None,
+                  suite: str = "heldout") -> dict[str, Any]:
     """Build the cases and score ``target_ref`` (a nesso model reference or an http(s) base URL).
 
     ``modes``: for a nesso model, the constrained settings to run (``(True, False)`` compares both);
     ``loaded``: an already loaded nesso model (``nesso.loader.Loaded``) to use instead of loading ``target_ref``."""
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise NessoError(f"--max-tokens must be a positive integer (got {max_tokens})")
-    cases = build_cases(per_cell, categories, langs)
+    cases = build_cases(per_cell, categories, langs, suite)
     is_url = target_ref.startswith(("http://", "https://"))
     runs = []
     if is_url:
@@ -539,6 +557,7 @@ def run_benchmark(target_ref: str, *, per_cell: int = DEFAULT_PER_CELL, categori
             runs.append(evaluate(target, cases))
         source = loaded.source
     return {"target": target_ref, "source": source, "kind": "endpoint" if is_url else "nesso",
-            "suite": suite_info(per_cell, categories, langs), "max_tokens": max_tokens,
+            "suite": suite_info(per_cell, categories or sorted({c.category for c in cases}, key=CATEGORIES.index),
+                                langs, suite), "max_tokens": max_tokens,
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "command": command, "runs": runs}
