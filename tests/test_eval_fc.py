@@ -255,6 +255,13 @@ def test_command_end_to_end_on_a_saved_model(tiny, tmp_path, capsys):
     assert "| simple | 0.0 | — |" in printed and "unconstrained EN" in printed
     assert (out / "report.md").read_text() == printed
     assert (out / "chart.png").is_file()
+    assert main(["eval", "fc", str(model_dir), "--limit", "1", "--category", "simple", "--lang", "it", "--suite",
+                 "made-up-tools", "--max-tokens", "4", "--dtype", "float32", "--out", str(out)]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["suite"]["name"] == "made-up-tools" and report["suite"]["seed"] == 2
+    assert report["command"].endswith("--lang it --category simple --suite made-up-tools --max-tokens 4 --dtype float32")
+    assert [c["id"][:10] for c in report["runs"][0]["cases"]] == ["synthetic-"]
+    assert "synthetic split (tools made up per row) (seed 2)" in capsys.readouterr().out
 
 
 def test_command_errors_are_one_clear_line(tmp_path, capsys):
@@ -262,6 +269,8 @@ def test_command_errors_are_one_clear_line(tmp_path, capsys):
     assert "apply to nesso models" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--category", "simple,nope", "--out", str(tmp_path)]) == 2
     assert "unknown category 'nope'" in capsys.readouterr().err
+    assert main(["eval", "fc", "default", "--suite", "made-up-tools", "--category", "multi_turn"]) == 2
+    assert "the made-up-tools suite has no multi_turn cases" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--device", "tpu"]) == 2
