@@ -590,11 +590,11 @@ def run_dpo(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
     sec.get("loss", str, "sigmoid", choices=("sigmoid",))
     sec.finish()
     cfg = recipe.train
+    pairs, how = load_pairs(source, recipe.seed, max_pairs)  # bad pairs fail before a run folder or a model exists
     dist_info, out, say = prepare_run(recipe, out_dir, fresh)
 
     loaded, model = load_start_model(recipe, cfg.seq_len, say)
     tokenizer = loaded.tokenizer
-    pairs, how = load_pairs(source, recipe.seed, max_pairs)
     tokens, too_long = tokenize_pairs(tokenizer, pairs, cfg.seq_len)
     key = _fingerprint(tokens, model, cfg.dtype)
     kinds = Counter(p.get("kind", "?") for p in pairs)

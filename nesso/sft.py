@@ -476,11 +476,11 @@ def run_sft(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
     max_rows = ds.get("max_rows", int, None, minimum=1)
     ds.finish()
     cfg = recipe.train
+    rows = load_rows(source, max_rows)  # a bad data source fails before a run folder or a model exists
     dist_info, out, say = prepare_run(recipe, out_dir, fresh)
 
     loaded, model = load_start_model(recipe, cfg.seq_len, say)
     tokenizer = loaded.tokenizer
-    rows = load_rows(source, max_rows)
     samples, rep = tokenize_rows(tokenizer, rows, cfg.seq_len)
     lengths = [len(s.input_ids) for s in samples]
     bins = pack_ffd(lengths, cfg.seq_len) if packing else [[i] for i in range(len(samples))]

@@ -267,3 +267,8 @@ schedule: {{name: cosine, constant_ratio: 0.8, min_ratio: 0.3, warmup_steps: 1}}
     assert main(["sft", str(recipe), "--data", "agentic:10:3", "--set", "train.epochs=1", "--out",
                  str(tmp_path / "other"), "--fresh"]) == 0
     assert "of 4 rows" in capsys.readouterr().out
+    # a bad data source is refused before a run folder exists or a model is loaded
+    assert main(["sft", str(recipe), "--data", "agentic:10:3:synthetc", "--out", str(tmp_path / "typo")]) == 2
+    captured = capsys.readouterr()
+    assert "agentic:N:SEED:synthetic" in captured.err and "LoRA" not in captured.out
+    assert not (tmp_path / "typo").exists()
