@@ -69,7 +69,7 @@ def load_rows(spec: str | list[str], max_rows: int | None = None) -> list[dict[s
 
 
 def _generate_rows(spec: str) -> list[dict[str, Any]]:
-    from nesso.agentic_data import SHIPPED_SPLIT, SPLITS, SYNTHETIC_SPLIT, generate, generate_opt_in
+    from nesso.agentic_data.generator import OPT_IN_SPLITS, SPLITS, generate, generate_opt_in
 
     parts = spec[len(AGENTIC_PREFIX):].split(":")
     split = parts.pop() if len(parts) == 3 else "train"
@@ -77,11 +77,11 @@ def _generate_rows(spec: str) -> list[dict[str, Any]]:
         n, seed = (int(p) for p in parts)
     except ValueError:
         n = seed = -1
-    if len(parts) != 2 or n < 1 or seed < 0 or split not in (*SPLITS, SHIPPED_SPLIT, SYNTHETIC_SPLIT):
+    if len(parts) != 2 or n < 1 or seed < 0 or split not in (*SPLITS, *OPT_IN_SPLITS):
         raise NessoError(f"{spec!r}: write agentic:N:SEED, agentic:N:SEED:heldout, agentic:N:SEED:shipped or "
                          "agentic:N:SEED:synthetic, e.g. agentic:5000:0 (N rows in all, as `nesso data agentic --n N "
                          "--seed SEED`; shipped: N rows for nesso's own tools; synthetic: N rows over made-up tools)")
-    if split in (SHIPPED_SPLIT, SYNTHETIC_SPLIT):
+    if split in OPT_IN_SPLITS:
         return generate_opt_in(split, n, seed)
     rows = generate(n, seed)[split]
     if not rows:

@@ -38,11 +38,17 @@ SHIPPED_POOL = [t for t in TRAIN_TOOLS if t.name not in {u.name for u in LOCAL_T
 # call can only be right by reading the offered schema. Not part of `generate`; the catalogue is never offered.
 SYNTHETIC_SPLIT = "synthetic"
 SYNTHETIC_POOL_SIZE = 6
+OPT_IN_SPLITS = (SHIPPED_SPLIT, SYNTHETIC_SPLIT)
 HELDOUT_FRACTION = 0.2
 FIRST_DAY = date(2026, 1, 5)
 SELF_SERVICE = ("translate_text", "calculate_loan_payment")  # requests a model can answer without the tool
 # Tools that could each serve the other's requests ("is it raining in Rome today?"): never offered side by side.
 CONFUSABLE = [{"get_current_weather", "get_forecast"}]  # rows are set on a day between this and ~6 months later
+
+
+def categories_of(split: str) -> tuple[str, ...]:
+    """The categories a split's rows cycle through, one language pair (en, it) per category."""
+    return SHIPPED_CATEGORIES if split in OPT_IN_SPLITS else CATEGORIES
 
 
 class _Row:
@@ -52,7 +58,7 @@ class _Row:
         self.seed, self.split, self.index = seed, split, index
         rng = stable_rng("row", seed, split, index)
         self.lang = LANGS[index % 2]
-        cycle = SHIPPED_CATEGORIES if split in (SHIPPED_SPLIT, SYNTHETIC_SPLIT) else CATEGORIES
+        cycle = categories_of(split)
         self.category = cycle[(index // 2) % len(cycle)]
         self.c = Ctx(rng, self.lang, FIRST_DAY + timedelta(days=rng.randint(0, 170)))
         self.made_up = synthetic.tool_pool(rng, SYNTHETIC_POOL_SIZE) if split == SYNTHETIC_SPLIT else []
@@ -300,7 +306,7 @@ def generate_shipped(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def generate_opt_in(split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` rows of an opt-in split (SHIPPED_SPLIT or SYNTHETIC_SPLIT), shuffled deterministically."""
+    """``n`` rows of an opt-in split (one of OPT_IN_SPLITS), shuffled deterministically."""
     rows = [make_row(seed, split, i) for i in range(n)]
     stable_rng("order", seed, split).shuffle(rows)
     return rows

@@ -50,7 +50,7 @@ def cmd_agentic(args: argparse.Namespace) -> int:
         cats = ", ".join(f"{k} {v}" for k, v in s["by_category"].items())
         langs = ", ".join(f"{k} {v}" for k, v in s["by_lang"].items())
         print(f"{split:8s} {s['rows']:6d} rows, {s['calls']} calls ({langs}; {cats})")
-    extra = "".join(f", {s}.jsonl" for s in ("shipped", "synthetic") if getattr(args, s))
+    extra = "".join(f", {s}.jsonl" for s in info["splits"] if s not in ("train", "heldout"))
     print(f"{info['tools']} tools in {len(info['domains'])} domains, {len(info['heldout_tools'])} held out; "
           f"wrote {Path(args.out) / 'train.jsonl'}, heldout.jsonl{extra}, stats.json")
     return 0

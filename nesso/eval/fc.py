@@ -101,13 +101,12 @@ class CaseResult:
 def build_cases(per_cell: int = DEFAULT_PER_CELL, categories: list[str] | None = None,
                 langs: list[str] | None = None, suite: str = "heldout") -> list[Case]:
     """The first ``per_cell`` rows of each (category, language) cell of the suite's split, in index order."""
-    from nesso.agentic_data.generator import CATEGORIES as ROW_CATEGORIES
-    from nesso.agentic_data.generator import SHIPPED_CATEGORIES, SPLITS, make_row
+    from nesso.agentic_data.generator import categories_of, make_row
 
     if suite not in SUITES:
         raise NessoError(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}")
     split, seed, _ = SUITES[suite]
-    row_categories = ROW_CATEGORIES if split in SPLITS else SHIPPED_CATEGORIES  # the opt-in splits' cycle
+    row_categories = categories_of(split)
     offered = [c for c in CATEGORIES if DATASET_CATEGORY.get(c, c) in row_categories]
     if not isinstance(per_cell, int) or per_cell < 1:
         raise NessoError(f"--limit must be a positive number of cases per category and language (got {per_cell})")
