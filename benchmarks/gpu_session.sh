@@ -3,6 +3,7 @@
 # H100/H200 (python3 with CUDA torch, transformers; no internet). From the repository root:
 #   bash benchmarks/gpu_session.sh checks    # attention kernels, FSDP2, MFU vs HF, CUDA smoke of sft/eval/engine
 #   bash benchmarks/gpu_session.sh train     # SFT of the embedded adapter + FC benchmark + 1,000 constrained runs
+#   bash benchmarks/gpu_session.sh mix       # two concurrent SFT runs with made-up-tool rows (issue 10, 2026-11-27)
 # Results go to $OUT (default runs/gpu). Each step is time-boxed so that one failure leaves the others' results.
 # `train` sizes the run to TRAIN_SECONDS from a short probe of the real recipe (rows = budget × tok/s / tokens per row).
 # Run 2026-11-26 on an H200 with TRAIN_SECONDS=170 → 9,861 rows × 2 epochs (recipes/nesso-smollm2-agentic-gpu.yaml
@@ -75,8 +76,22 @@ EOF
     step fc-base 120 $PY -m nesso eval fc smollm2-135m-instruct --device cuda --limit 12 --batch-size 48 \
         --compare-constrained --out "$OUT/fc-base"
     ;;
+mix)
+    # One epoch of the regular train rows plus 6,400 rows over made-up tools (A), and A plus 2,000 rows for nesso's
+    # own tools (B), side by side on one GPU. Each run's adapter and log come back as <=15 MB pieces of one tar.
+    common=(--set data.max_rows=1000000 --set train.epochs=1 --set train.log_every=20 --fresh)
+    step mix-a 450 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-a \
+        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic]' &
+    step mix-b 450 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-b \
+        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic, agentic:2000:0:shipped]' &
+    wait
+    for r in a b; do
+        [ -d runs/gpu-mix-$r/final ] && tar -C runs/gpu-mix-$r -cf - final train_log.jsonl |
+            split -b 15000000 - "$OUT/mix-$r.tar."
+    done
+    ;;
 *)
-    echo "unknown stage $stage (checks or train)" >&2
+    echo "unknown stage $stage (checks, train or mix)" >&2
     exit 2
     ;;
 esac
