@@ -283,13 +283,21 @@ def causal_lm_loss(model: nn.Module, batch: Batch, chunk_tokens: int = 0) -> tor
     already known) or a ready ``attn_mask``."""
     mask, spans = batch.get("attn_mask"), None
     if mask is None and "doc_ids" in batch:
-        if _compiled(model):  # data-dependent spans would recompile the layers at every batch
-            mask = packed_causal_mask(batch["doc_ids"])
-        else:
+        if attends_span_by_span(model, batch["doc_ids"]):
             spans = batch.get("spans") or document_spans(batch["doc_ids"])
+        else:
+            mask = packed_causal_mask(batch["doc_ids"])
     hidden = model(batch["input_ids"], positions=batch.get("positions"), attn_mask=mask, return_hidden=True,
                    spans=spans)
     return linear_cross_entropy(hidden, model.lm_head.weight, batch["labels"], chunk_tokens)
+
+
+def attends_span_by_span(model: nn.Module, doc_ids: torch.Tensor) -> bool:
+    """Whether packed samples attend span by span (``segment_attention``) rather than through one block-diagonal
+    mask. Only on a CPU, where it is ~3x faster. Compiled layers would recompile for every batch's data-dependent
+    spans; on a GPU the per-span kernels are launch-bound: an H200 SFT step of 16 x 2,048 tokens took 1.3 s span by
+    span against 0.32 s with the mask (benchmarks/RESULTS.md, "GPU")."""
+    return doc_ids.device.type == "cpu" and not _compiled(model)
 
 
 def attended_pairs(batch: Batch, spans: Spans | None = None) -> int:

@@ -15,7 +15,14 @@ from nesso.data.recipe import Section
 from nesso.data.shards import ShardWriter, TokenStream
 from nesso.model import build_model
 from nesso.schedules import Schedule, ScheduleConfig
-from nesso.train import TrainConfig, Trainer, attended_pairs, causal_lm_loss, linear_cross_entropy
+from nesso.train import (
+    TrainConfig,
+    Trainer,
+    attended_pairs,
+    attends_span_by_span,
+    causal_lm_loss,
+    linear_cross_entropy,
+)
 
 VOCAB = 64
 TINY = ModelConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -202,6 +209,15 @@ def test_packed_sft_batches_use_masked_loss_and_document_masks(tmp_path):
     assert out["loss"] == pytest.approx(expected, rel=1e-5)
     assert seen == [[[(0, 6), (6, 12)]], None]
     assert out["attended"] == 6**2 + 6**2 + 12**2
+
+
+def test_packed_samples_attend_span_by_span_only_on_a_cpu():
+    """Span by span is the CPU's fast path; elsewhere (a GPU: launch-bound per-span kernels) the packed rows go
+    through one block-diagonal mask."""
+    model = build_model(TINY, seed=1)
+    doc_ids = torch.tensor([[0] * 6 + [1] * 6])
+    assert attends_span_by_span(model, doc_ids)
+    assert not attends_span_by_span(model, doc_ids.to("meta"))
 
 
 def test_activation_checkpointing_gives_the_same_step(tmp_path):
