@@ -56,15 +56,18 @@ class ModelConfig:
         non_embedding = self.num_layers * per_layer + h + head
         return {"embedding": embedding, "non_embedding": non_embedding, "total": embedding + non_embedding}
 
-    def flops_per_token(self, seq_len: float, trained_matmul: int | None = None) -> float:
+    def flops_per_token(self, seq_len: float, trained_matmul: int | None = None, head_share: float = 1.0) -> float:
         """Training FLOPs per token (forward + backward): 6N plus the attention score term (PaLM appendix B), for
         tokens attending over ``seq_len`` positions (packed samples: their mean length, weighted by tokens).
         ``trained_matmul``: how many matrix parameters get a weight gradient when not all do (LoRA: the adapters'),
-        so a frozen matrix counts 4 FLOPs per parameter (forward, input gradient) instead of 6."""
+        so a frozen matrix counts 4 FLOPs per parameter (forward, input gradient) instead of 6.
+        ``head_share``: the share of tokens whose hidden state reaches the output head (the trainer's losses run it
+        on labelled positions only: ~15% of an SFT batch)."""
         counts = self.num_parameters()
-        # The output head is a matmul every token even when its weight is tied to the embedding.
-        n_matmul = counts["non_embedding"] + (self.vocab_size * self.hidden_size if self.tie_word_embeddings else 0)
-        matmul = 6 * n_matmul if trained_matmul is None else 4 * n_matmul + 6 * trained_matmul
+        head = self.vocab_size * self.hidden_size  # a matmul per token that reaches it, tied to the embedding or not
+        body = counts["non_embedding"] - (0 if self.tie_word_embeddings else head)
+        per_param = 6 if trained_matmul is None else 4
+        matmul = per_param * (body + head_share * head) + (0 if trained_matmul is None else 6 * trained_matmul)
         return matmul + 12 * self.num_layers * self.num_heads * self.head_dim * seq_len
 
     # ---- Hugging Face interop ---------------------------------------------------------------

@@ -314,6 +314,11 @@ def _compiled(model: nn.Module) -> bool:
     return bool(layers) and getattr(layers[0], "_compiled_call_impl", None) is not None
 
 
+def count_labelled(batch: Batch) -> int:
+    """Positions whose hidden state reaches the LM head (the losses run it on labelled positions only)."""
+    return int((batch["labels"] != IGNORE_INDEX).sum()) if "labels" in batch else batch["input_ids"].numel()
+
+
 def count_loss_tokens(batch: Batch) -> int:
     """What a micro-batch's summed loss is divided by: its target tokens, or ``num_loss_tokens`` when a loss
     normalises by something else (e.g. DPO: the number of preference pairs)."""
@@ -389,8 +394,9 @@ class Trainer:
             raise NessoError(f"step {self.step + 1}: the batch has no target tokens (every label is -100)")
         scale = self.dist.world / global_tokens  # FSDP averages gradients over ranks; undo that, divide by tokens
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
-        attended = 0
+        attended = labelled = 0
         for batch in micro_batches:
+            labelled += count_labelled(batch)
             # packed samples' spans from the host copy, once for the loss and the FLOPs (no device sync)
             spans = document_spans(batch["doc_ids"]) if "doc_ids" in batch and "attn_mask" not in batch else None
             attended += attended_pairs(batch, spans)
@@ -412,7 +418,7 @@ class Trainer:
         inputs = sum(b["input_ids"].numel() for b in micro_batches) * self.dist.world
         self.tokens_seen += inputs
         return {"loss": loss_total / global_tokens, "lr": lr, "grad_norm": grad_norm, "tokens": inputs,
-                "attended": attended * self.dist.world}
+                "attended": attended * self.dist.world, "labelled": labelled * self.dist.world}
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -436,7 +442,8 @@ class Trainer:
         peak = self.peak_flops()
         bar = tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (self.dist.is_main and self.show_progress))
-        window_tokens, window_attended, window_start, window_losses = 0, 0, time.perf_counter(), []
+        window_tokens = window_attended = window_labelled = 0
+        window_start, window_losses = time.perf_counter(), []
         started = time.perf_counter()
         it = iter(data)
         self.model.train()
@@ -452,6 +459,7 @@ class Trainer:
                 records.append({"step": self.step, **out})
                 window_tokens += out["tokens"]
                 window_attended += out["attended"]
+                window_labelled += out["labelled"]
                 window_losses.append(out["loss"])
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == total:
@@ -459,7 +467,8 @@ class Trainer:
                     tok_s = window_tokens / seconds
                     # Attention FLOPs grow with how far each token looks back: its sample's length when packed.
                     context = window_attended / max(window_tokens, 1)
-                    flops_per_token = self.model_config.flops_per_token(context, trained)
+                    head_share = window_labelled / max(window_tokens, 1)  # the LM head sees labelled rows only
+                    flops_per_token = self.model_config.flops_per_token(context, trained, head_share)
                     mfu = flops_per_token * tok_s / (peak * self.dist.world) if peak else None
                     rec = {"step": self.step, "loss": out["loss"], "loss_avg": sum(window_losses) / len(window_losses),
                            "lr": out["lr"], "grad_norm": out["grad_norm"], "tokens_seen": self.tokens_seen,
@@ -470,7 +479,8 @@ class Trainer:
                     self._log(rec)
                     bar.set_postfix(loss=f"{rec['loss_avg']:.3f}", lr=f"{out['lr']:.2e}", tok_s=f"{tok_s:,.0f}",
                                     mfu=f"{mfu:.1%}" if mfu is not None else "n/a")
-                    window_tokens, window_attended, window_start, window_losses = 0, 0, time.perf_counter(), []
+                    window_tokens = window_attended = window_labelled = 0
+                    window_start, window_losses = time.perf_counter(), []
                 if self.step % self.cfg.ckpt_every == 0 or self.step == total:
                     self.save_checkpoint(data)
         finally:

@@ -21,6 +21,9 @@ def test_training_flops_count_weight_gradients_only_for_trained_matrices():
     n = 314_635_200 + 123_125_760  # matrices incl. the tied head
     assert cfg.flops_per_token(4096) == 6 * n + attention
     assert cfg.flops_per_token(4096, trained_matmul=1_000_000) == 4 * n + 6_000_000 + attention  # LoRA
+    # SFT: the head runs on the labelled positions only (here a quarter of them)
+    lora_sft = 4 * (314_635_200 + 123_125_760 / 4) + 6_000_000 + attention
+    assert cfg.flops_per_token(4096, trained_matmul=1_000_000, head_share=0.25) == lora_sft
 
 
 def test_preset_shapes_match_the_card():
