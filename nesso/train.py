@@ -497,7 +497,6 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------------------
     def save_checkpoint(self, data: Any = None) -> Path:
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict
 
         tag = f"step_{self.step:08d}"
         final, tmp = self.ckpt_root / tag, self.ckpt_root / f".{tag}.tmp"
@@ -505,7 +504,7 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             (tmp / "rng").mkdir(parents=True)
         barrier()
-        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+        model_sd, optim_sd, _ = self._train_state()
         with _single_process_dcp_quiet():
             dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "dcp"))
         torch.save(_rng_state(), tmp / "rng" / f"rank{self.dist.rank:05d}.pt")
@@ -526,6 +525,20 @@ class Trainer:
             self._prune()
         barrier()
         return final
+
+    def _train_state(self) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        """(model, optimizer) state dicts of what a checkpoint holds, and the options to set them back with: every
+        parameter, or under LoRA only the trained ones. The frozen base is the model the run loads again on resume
+        (SmolLM2-135M's would be 540 MB per checkpoint for a 20 MB adapter); loading is then non-strict, after
+        dcp.load has checked every requested key against the checkpoint."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        frozen = [name for name, p in self.model.named_parameters(remove_duplicate=False) if not p.requires_grad]
+        options = StateDictOptions(ignore_frozen_params=bool(frozen), strict=not frozen)
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=options)
+        for name in frozen:  # tied aliases (the output head of a tied embedding), which torch's option keeps
+            model_sd.pop(name, None)
+        return model_sd, optim_sd, options
 
     def _prune(self) -> None:
         done = sorted(p for p in self.ckpt_root.glob("step_*") if (p / "trainer_state.json").is_file())
@@ -558,7 +571,7 @@ class Trainer:
     def resume(self, data: Any = None, checkpoint: str | Path | None = None) -> int:
         """Load the newest complete checkpoint (or ``checkpoint``); returns the step it resumes from (0: none)."""
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+        from torch.distributed.checkpoint.state_dict import set_state_dict
 
         ck = Path(checkpoint) if checkpoint else self.latest_checkpoint()
         if ck is None:
@@ -567,14 +580,15 @@ class Trainer:
             state = json.loads((ck / "trainer_state.json").read_text())
         except (OSError, ValueError) as e:
             raise NessoError(f"checkpoint {ck} is incomplete or unreadable ({e}); delete it to use an older one") from None
-        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+        model_sd, optim_sd, options = self._train_state()
         try:
             with _single_process_dcp_quiet():
                 dcp.load({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(ck / "dcp"))
         except Exception as e:  # shape/key mismatches surface as several exception types
             raise NessoError(f"cannot load checkpoint {ck} into this model/optimizer ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}); was it written with another model config?") from None
-        set_state_dict(self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
+        set_state_dict(self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
+                       options=options)
         self.step = int(state["step"])
         self.tokens_seen = int(state.get("tokens_seen", 0))
         if data is not None and hasattr(data, "load_state_dict") and state.get("data") is not None:

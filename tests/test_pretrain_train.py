@@ -13,6 +13,7 @@ from nesso.config import ModelConfig
 from nesso.data.mix import MixedWindows, PretrainBatches
 from nesso.data.recipe import Section
 from nesso.data.shards import ShardWriter, TokenStream
+from nesso.lora import LoraConfig, add_lora, freeze_base
 from nesso.model import build_model
 from nesso.schedules import Schedule, ScheduleConfig
 from nesso.train import (
@@ -50,7 +51,8 @@ def counting_corpus(folder, seed=0):
     return streams
 
 
-def make_run(folder, out, steps, ckpt_every=1000, accum=2, lr=1e-2, schedule=None, dist_info=None, **train):
+def make_run(folder, out, steps, ckpt_every=1000, accum=2, lr=1e-2, schedule=None, dist_info=None, lora=False,
+             **train):
     streams = counting_corpus(folder)
     train = {"dtype": "fp32", **train}
     cfg = TrainConfig(seq_len=16, micro_batch=4, grad_accum=accum, steps=steps, lr=lr, device="cpu", log_every=1,
@@ -61,7 +63,11 @@ def make_run(folder, out, steps, ckpt_every=1000, accum=2, lr=1e-2, schedule=Non
     rank, world = (dist_info.rank, dist_info.world) if dist_info else (0, 1)
     data = PretrainBatches(MixedWindows(streams, {"one": 0.6, "two": 0.4}, cfg.seq_len, seed=11), cfg.micro_batch,
                            accum, rank, world)
-    trainer = Trainer(build_model(TINY, seed=3), cfg, sched, out, dist_info=dist_info, show_progress=False)
+    model = build_model(TINY, seed=3)
+    if lora:
+        add_lora(model, LoraConfig(r=4))
+        freeze_base(model)
+    trainer = Trainer(model, cfg, sched, out, dist_info=dist_info, show_progress=False)
     return trainer, data
 
 
@@ -97,6 +103,23 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
     ckpts = sorted(p.name for p in (tmp_path / "crash" / "checkpoints").glob("step_*"))
     assert ckpts == ["step_00000003", "step_00000006", "step_00000008"]
     assert (tmp_path / "crash" / "checkpoints" / "latest").read_text().strip() == "step_00000008"
+
+
+def test_lora_checkpoints_hold_the_adapters_only_and_resume_exactly(tmp_path):
+    """Under LoRA a checkpoint keeps the trained parameters and their optimizer state, not the frozen base (the
+    run loads that again), and resuming from it gives the uninterrupted run's losses."""
+    import torch.distributed.checkpoint as dcp
+
+    full, data = make_run(tmp_path, tmp_path / "full", steps=6, ckpt_every=3, lora=True, export_hf=False)
+    expected = {r["step"]: r["loss"] for r in full.fit(data)}
+    crashed, data = make_run(tmp_path, tmp_path / "crash", steps=6, ckpt_every=3, lora=True, export_hf=False)
+    crashed.fit(data, stop_after=4)
+    resumed, data = make_run(tmp_path, tmp_path / "crash", steps=6, ckpt_every=3, lora=True, export_hf=False)
+    assert resumed.resume(data) == 3
+    assert {r["step"]: r["loss"] for r in resumed.fit(data)} == {s: expected[s] for s in (4, 5, 6)}
+    meta = dcp.FileSystemReader(str(tmp_path / "crash" / "checkpoints" / "step_00000003" / "dcp")).read_metadata()
+    model_keys = [k for k in meta.state_dict_metadata if k.startswith("model.")]
+    assert model_keys and all("lora_" in k for k in model_keys), [k for k in model_keys if "lora_" not in k]
 
 
 def test_checkpoint_hf_folder_loads_with_nesso(tmp_path):
