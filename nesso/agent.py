@@ -234,7 +234,7 @@ class AgentEvent:
 
 class Agent:
     def __init__(self, engine: Engine, tools: ToolRegistry | list[Tool] | None = None, *,
-                 system_prompt: str | None = None, max_steps: int = 6, constrained: bool = True,
+                 system_prompt: str | Callable[[str], str] | None = None, max_steps: int = 6, constrained: bool = True,
                  params: SamplingParams | None = None, parallel_tool_calls: bool = True,
                  repeat_limit: int = 3) -> None:
         self.engine = engine
@@ -247,7 +247,10 @@ class Agent:
         self.reset()
 
     def reset(self) -> None:
-        self.messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        """Start a new conversation. A ``system_prompt`` given as a function makes the system turn from the
+        conversation's first request (``nesso.commands.agent.system_prompt_for``: in that request's language)."""
+        fixed = isinstance(self.system_prompt, str) and self.system_prompt
+        self.messages = [{"role": "system", "content": self.system_prompt}] if fixed else []
 
     def run(self, user: str, tool_choice: Any = "auto") -> AgentResult:
         result = None
@@ -263,6 +266,8 @@ class Agent:
         (e.g. ``[{"function": {"name": "lookup"}}, "none"]``: look up first, then answer), then 'auto'."""
         from nesso.grammar import compiler_for
 
+        if not self.messages and callable(self.system_prompt):
+            self.messages.append({"role": "system", "content": self.system_prompt(user)})
         self.messages.append({"role": "user", "content": user})
         steps: list[Step] = []
         seen: dict[str, int] = {}

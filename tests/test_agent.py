@@ -10,6 +10,7 @@ from typing import Literal
 import pytest
 
 from nesso.agent import Agent, ToolRegistry, load_tools, parse_docstring, tool
+from nesso.commands.agent import system_prompt_for
 from nesso.engine import Engine, SamplingParams
 from nesso.errors import NessoError
 from nesso.toolcalls import ToolCall
@@ -148,6 +149,18 @@ def test_same_call_three_times_stops_the_loop(engine):
         "Ping the service.", tool_choice=["required"] * 6)
     assert result.stopped == "loop" and "ping with the same arguments 3 times" in result.answer
     assert sum(1 for s in result.steps if s.kind == "tool") == 2
+
+
+def test_a_system_prompt_function_opens_each_conversation_in_its_first_requests_language(engine):
+    a = Agent(engine, [get_weather], system_prompt=system_prompt_for, params=SamplingParams(max_tokens=8))
+    first = a.run("Che tempo fa a Parigi?", tool_choice="none")
+    assert first.messages[0]["role"] == "system" and first.messages[0]["content"].startswith("Sei Nesso")
+    a.run("And in Rome?", tool_choice="none")  # the same conversation keeps its system turn
+    assert [m["role"] for m in a.messages].count("system") == 1 and a.messages[0]["content"].startswith("Sei Nesso")
+    a.reset()
+    assert a.messages == []
+    second = a.run("What's the weather in Paris?", tool_choice="none")
+    assert second.messages[0]["content"].startswith("You are Nesso")
 
 
 def test_max_steps(engine):

@@ -1,5 +1,6 @@
 """`nesso run`, `nesso chat` and `nesso demo` on the embedded model, offline."""
 
+import datetime
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 from nesso.cli import main
+from nesso.commands.agent import guess_language, system_prompt
 
 
 def run(capsys, *argv):
@@ -83,3 +85,19 @@ def test_demo_runs_offline(capsys):
     assert "[en] What time is it in Tokyo right now?" in out
     assert "→ " in out and "← " in out  # a real tool ran
     assert "1 tasks reached a final answer" in out or "0/1 tasks" in out
+
+
+@pytest.mark.parametrize("text,lang", [
+    ("Che ore sono a Tokyo?", "it"), ("Quanti chilometri sono 26,2 miglia?", "it"), ("Ciao!", "it"),
+    ("Quanti ordini ha fatto Giulia a marzo 2026?", "it"), ("Converti 100 dollari in euro", "it"),
+    ("Qual è la capitale della Francia?", "it"), ("Trova 45 minuti il 19 giugno con james.reed@example.it", "it"),
+    ("What time is it in Tokyo right now?", "en"), ("Convert 100 dollars to euros", "en"), ("Hi!", "en"),
+    ("Which product category brought the most revenue in the shop database?", "en"), ("2 + 2", "en"),
+])
+def test_the_default_system_turn_speaks_the_requests_language(text, lang):
+    """The embedded model was trained with the system turn in the request's language (an Italian request under an
+    English one gets an English answer), so `nesso chat`/`run`/`demo` open in the language of the first request."""
+    assert guess_language(text) == lang
+    opening = {"it": "Sei Nesso", "en": "You are Nesso"}[lang]
+    assert system_prompt(datetime.date(2026, 11, 27), lang).startswith(opening)
+    assert "27 novembre 2026" in system_prompt(datetime.date(2026, 11, 27), "it")

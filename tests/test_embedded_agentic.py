@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from nesso.agentic_data import TOOL_BY_NAME
-from nesso.commands.agent import system_prompt
+from nesso.commands.agent import guess_language, system_prompt
 from nesso.engine import Engine, SamplingParams
 from nesso.grammar import compiler_for
 from nesso.loader import BASE, EMBEDDED_ADAPTER, load_model
@@ -48,9 +48,10 @@ def test_default_is_the_base_with_the_adapter_merged(agentic, smollm_bf16):
 
 
 def _first_call(loaded, user: str, tools: list[dict]):
-    """The model's first reply under the system turn `nesso chat`/`run`/`demo` use (on a fixed date)."""
+    """The model's first reply under the system turn `nesso chat`/`run`/`demo` use (the request's language, on a
+    fixed date)."""
     engine = Engine(loaded.model, loaded.tokenizer)
-    messages = [{"role": "system", "content": system_prompt(datetime.date(2026, 11, 26))},
+    messages = [{"role": "system", "content": system_prompt(datetime.date(2026, 11, 26), guess_language(user))},
                 {"role": "user", "content": user}]
     prompt = loaded.tokenizer.apply_chat_template(messages, tools, add_generation_prompt=True)
     constraint = compiler_for(loaded.tokenizer, loaded.model.config.vocab_size).for_tools(tools, "auto")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,44 @@ from typing import Any
 from nesso.commands.model import MODEL_HELP, add_model_options
 from nesso.errors import NessoError
 
+# Words frequent in one language's requests and not the other's (no "a"/"in": both languages have them).
+_WORDS = {
+    "en": frozenset("the an of to is are was what whats how much many which who when where why do does did can could "
+                    "would please me my you your it its this that for with from and or not today tomorrow now time "
+                    "convert calculate tell show find give hi hello thanks thank".split()),
+    "it": frozenset("il lo la gli le un una uno di del della dello dei delle degli che è e non per con su mi ti ci "
+                    "si sono sei ho ha hai quanto quanta quanti quante quale quali come cosa dove quando perché "
+                    "oggi domani ieri adesso ora ore anche ma più al alla alle ai agli nel nella dal dalla "
+                    "puoi dimmi calcola converti trova fammi qual ciao grazie buongiorno buonasera salve scusa prego".split()),
+}
 
-def system_prompt(today: datetime.date | None = None) -> str:
-    """The default system turn: one of the phrasings the embedded model was trained with, with today's date
-    (a prompt it never saw makes the 135M model much less likely to call tools)."""
+
+def guess_language(text: str) -> str:
+    """'it' or 'en' for a request, by the function words each language uses (ties: 'en'). Enough to pick which of
+    the embedded model's trained system prompts to open a conversation with; not a general language detector."""
+    words = re.findall(r"[a-zàèéìíòóù]+", text.lower())
+    it = sum(w in _WORDS["it"] for w in words) + sum(ch in "àèéìòù" for ch in text.lower())
+    en = sum(w in _WORDS["en"] for w in words)
+    return "it" if it > en else "en"
+
+
+def system_prompt(today: datetime.date | None = None, lang: str = "en") -> str:
+    """The default system turn in ``lang`` ('en' or 'it'): one of the phrasings the embedded model was trained
+    with, with today's date (a prompt it never saw makes the 135M model much less likely to call tools). Its
+    training rows always pair an Italian request with an Italian system turn: under an English one it answers an
+    Italian request in English and picks tools worse."""
     from nesso.agentic_data.render import long_date
 
-    return ("You are Nesso, an assistant for work and everyday tasks. Use the tools when they help. "
-            f"Today is {long_date(today or datetime.date.today(), 'en')}.")
+    day = long_date(today or datetime.date.today(), lang)
+    if lang == "it":
+        return ("Sei Nesso, un assistente per il lavoro e la vita di tutti i giorni. Usa gli strumenti quando "
+                f"servono. Oggi è {day}.")
+    return f"You are Nesso, an assistant for work and everyday tasks. Use the tools when they help. Today is {day}."
+
+
+def system_prompt_for(user: str) -> str:
+    """The default system turn for a conversation that opens with ``user``: in that request's language."""
+    return system_prompt(lang=guess_language(user))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,7 +107,7 @@ def _agent(args: argparse.Namespace, tools: list):
     params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature)
     loaded = load_for_inference(args)
     engine = Engine(loaded.model, loaded.tokenizer)
-    return Agent(engine, tools, system_prompt=args.system or system_prompt(), max_steps=args.max_steps,
+    return Agent(engine, tools, system_prompt=args.system or system_prompt_for, max_steps=args.max_steps,
                  constrained=not args.no_constrain, params=params), loaded
 
 
@@ -170,7 +201,8 @@ def _run_json(args: argparse.Namespace) -> int:
     loaded = load_for_inference(args)
     engine = Engine(loaded.model, loaded.tokenizer)
     constraint = compiler_for(loaded.tokenizer, loaded.model.config.vocab_size).for_json(schema)
-    messages = [{"role": "system", "content": (args.system or system_prompt()) + " Answer only with JSON that follows this schema: "
+    messages = [{"role": "system", "content": (args.system or system_prompt_for(args.prompt))
+                 + " Answer only with JSON that follows this schema: "
                  + json.dumps(schema, ensure_ascii=False)}, {"role": "user", "content": args.prompt}]
     prompt = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     out = engine.generate(prompt, SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature), constraint)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from nesso.agent import Agent, AgentEvent, Tool
-from nesso.commands.agent import system_prompt
+from nesso.commands.agent import system_prompt_for
 from nesso.engine import Constraint, Engine, SamplingParams
 from nesso.errors import NessoError
 from nesso.server.errors import ApiError, error_body
@@ -85,7 +85,8 @@ def prepare_agent(req: AgentChatRequest, engine: Engine, scheduler: Scheduler, s
         raise ApiError(400, "the last message must be the user's turn: {'role': 'user', 'content': '...'}",
                        param=f"messages[{len(history) - 1}]")
     if history[0].get("role") != "system":
-        history.insert(0, {"role": "system", "content": system_prompt()})
+        first = next(m["content"] for m in history if m.get("role") == "user" and isinstance(m.get("content"), str))
+        history.insert(0, {"role": "system", "content": system_prompt_for(first)})
     choice = tool_choice_for(req.tool_choice, tools)
     specs = [t.spec for t in tools]
     prompt = engine.tokenizer.apply_chat_template(history, specs or None, add_generation_prompt=True)
