@@ -66,6 +66,9 @@ def test_current_time_is_real():
     assert abs((now - dt.datetime.now(dt.UTC)).total_seconds()) < 120
     assert out["utc_offset"] == "+0900" and out["weekday_it"] in {"lunedì", "martedì", "mercoledì", "giovedì",
                                                                    "venerdì", "sabato", "domenica"}
+    local = now.astimezone(dt.timezone(dt.timedelta(hours=9)))
+    assert out["month"] == local.strftime("%B") and out["month_it"] == ["gennaio", "febbraio", "marzo", "aprile",
+        "maggio", "giugno", "luglio", "agosto", "settembre", "ottobre", "novembre", "dicembre"][local.month - 1]
     with pytest.raises(ValueError, match="unknown time zone or city 'Atlantide'"):
         get_current_time(timezone="Atlantide")
 

@@ -105,12 +105,12 @@ def _time_result(a: dict[str, Any], rng: random.Random, lang: str) -> dict[str, 
 
 
 def _time_answer(c: Ctx, a: dict[str, Any], r: dict[str, Any]) -> str:
+    # The answer copies the names the result gives, so that a model learns to copy them rather than to map month
+    # numbers to names (the shipped adapter, trained before results had them, misnames Italian months).
     d = datetime.fromisoformat(r["datetime"])
     if c.lang == "en":
-        return f"It's {r['time']} on {r['weekday']} {d.day} {d.strftime('%B')} {d.year} ({r['timezone']})."
-    months = ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
-              "ottobre", "novembre", "dicembre"]
-    return f"Sono le {r['time']} di {r['weekday_it']} {d.day} {months[d.month - 1]} {d.year} ({r['timezone']})."
+        return f"It's {r['time']} on {r['weekday']} {d.day} {r['month']} {d.year} ({r['timezone']})."
+    return f"Sono le {r['time']} di {r['weekday_it']} {d.day} {r['month_it']} {d.year} ({r['timezone']})."
 
 
 TIME_DESCRIPTION, TIME_PARAMETERS = shipped_schema(clock_tool)

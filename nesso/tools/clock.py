@@ -26,6 +26,10 @@ _ALIASES = {
 }
 WEEKDAYS_EN = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 WEEKDAYS_IT = ["lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"]
+MONTHS_EN = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+             "November", "December"]
+MONTHS_IT = ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre", "ottobre",
+             "novembre", "dicembre"]
 
 
 @functools.cache
@@ -66,4 +70,5 @@ def describe_time(now: dt.datetime) -> dict:
     """What get_current_time returns for the zone-aware instant ``now`` (also the dataset generator's results)."""
     return {"timezone": now.tzinfo.key, "datetime": now.isoformat(timespec="seconds"), "date": now.date().isoformat(),
             "time": now.strftime("%H:%M"), "weekday": WEEKDAYS_EN[now.weekday()],
-            "weekday_it": WEEKDAYS_IT[now.weekday()], "utc_offset": now.strftime("%z")}
+            "weekday_it": WEEKDAYS_IT[now.weekday()], "month": MONTHS_EN[now.month - 1],
+            "month_it": MONTHS_IT[now.month - 1], "utc_offset": now.strftime("%z")}
