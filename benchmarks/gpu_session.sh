@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU session behind benchmarks/RESULTS.md ("GPU") and the shipped adapter, as it was run on one rented
 # H100/H200 (python3 with CUDA torch, transformers; no internet). From the repository root:
-#   bash benchmarks/gpu_session.sh checks    # attention kernels, FSDP2, MFU vs HF, CUDA smoke of sft/eval/engine
+#   bash benchmarks/gpu_session.sh checks    # attention kernels, FSDP2, MFU vs HF, LoRA SFT vs PEFT, CUDA smoke tests
 #   bash benchmarks/gpu_session.sh train     # SFT of the embedded adapter + FC benchmark + 1,000 constrained runs
 #   bash benchmarks/gpu_session.sh mix       # two concurrent SFT runs with made-up-tool rows (issue 10, 2026-11-27)
 # Results go to $OUT (default runs/gpu). Each step is time-boxed so that one failure leaves the others' results.
@@ -41,6 +41,8 @@ checks)
     step gpu 120 $PY benchmarks/gpu.py --steps 5 --json "$OUT/gpu.json"
     step train-mfu 150 $PY benchmarks/train.py --recipe recipes/nesso-0.4b-gpu-throughput.yaml --device cuda \
         --no-memory --contenders nesso,hf-loop --steps 4 --warmup 2
+    step sft-vs-peft 150 $PY benchmarks/sft.py --recipe recipes/nesso-smollm2-agentic-gpu.yaml --device cuda \
+        --rows 600 --steps 5
     step sft-smoke 90 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml --set model=nesso-micro \
         --set data.max_rows=300 --set train.epochs=1 --set train.seq_len=1024 --set train.log_every=2 \
         --out /tmp/sft-smoke --fresh

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sft.py                    # the embedded adapter's CPU recipe, 6 timed steps
     .venv/bin/python benchmarks/sft.py --rows 120 --steps 10
+    python benchmarks/sft.py --recipe recipes/nesso-smollm2-agentic-gpu.yaml --device cuda --rows 600 --steps 5
 
 Both sides train the recipe's LoRA (rank, alpha, target modules) on the recipe's base model, with bf16 autocast,
 AdamW and gradient clipping, on the same optimizer steps: the recipe's rows rendered by nesso's chat template,
@@ -17,7 +18,8 @@ turns only.
 
 The first step's losses are printed side by side (both start from the base model: LoRA's B matrices are zero), as
 a check that both compute the same thing. A shared machine's speed drifts, so the contenders run in ONE process
-and alternate step by step; the medians are compared.
+and alternate step by step; the medians are compared. On a GPU (``--device cuda``) each step is timed to the
+end of its kernels.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def setup(args):
     if recipe.lora is None:
         raise SystemExit(f"{args.recipe} has no lora section; this benchmark compares LoRA training")
     cfg = recipe.train
-    cfg.device, cfg.export_hf = "cpu", False
+    cfg.device, cfg.export_hf = args.device, False
     loaded, model = load_start_model(recipe, cfg.seq_len, lambda _m: None)
     rows = load_rows(recipe.data.get("train", (str, list), None), args.rows)
     samples, rep = tokenize_rows(loaded.tokenizer, rows, cfg.seq_len)
@@ -78,7 +80,8 @@ def make_hf_peft(recipe, model):
     from decode import hf_model  # benchmarks/decode.py: transformers' Llama with a nesso model's weights
     from peft import LoraConfig, get_peft_model
 
-    hf = hf_model(model, torch.float32)  # the base only: the nesso model's own LoRA weights are not Llama keys
+    device = torch.device(recipe.train.device)
+    hf = hf_model(model, torch.float32).to(device)  # the base only: nesso's LoRA weights are not Llama keys
     lc = recipe.lora
     hf = get_peft_model(hf, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                                        target_modules=list(lc.target_modules), use_rslora=lc.use_rslora))
@@ -94,11 +97,12 @@ def make_hf_peft(recipe, model):
         targets = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro)
         total = 0.0
         for b in micro:
+            b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
             labels = torch.full_like(b["labels"], IGNORE_INDEX)  # transformers shifts labels itself
             labels[:, 1:] = b["labels"][:, :-1]
             n = int((b["labels"] != IGNORE_INDEX).sum())
             mask = packed_causal_mask(b["doc_ids"]) if "doc_ids" in b else None
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.dtype == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16"):
                 loss = hf(input_ids=b["input_ids"], position_ids=b["positions"], attention_mask=mask,
                           labels=labels).loss * (n / targets)
             loss.backward()
@@ -118,6 +122,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6, help="timed optimizer steps per contender")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where both contenders train")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,6 +135,8 @@ def main() -> None:
         for name in names[i % 2:] + names[:i % 2]:
             t = time.perf_counter()
             loss = contenders[name](micro)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
             dt = time.perf_counter() - t
             first.setdefault(name, loss)
             if i >= args.warmup:
@@ -139,7 +146,8 @@ def main() -> None:
     tokens = statistics.mean(sum(int(b["input_ids"].numel()) for b in micro) for micro in steps)
     targets = statistics.mean(sum(int((b["labels"] != -100).sum()) for b in micro) for micro in steps)
     cfg = recipe.train
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} "
+    gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads; {recipe.model} + LoRA r={recipe.lora.r} on {len(recipe.lora.target_modules)} modules; "
           f"{len(steps)} steps of {cfg.micro_batch} × {cfg.grad_accum} packed sequences (~{tokens:,.0f} tokens, "
           f"~{targets:,.0f} with a target: {targets / tokens:.0%}), {args.steps} timed after {args.warmup} warm-up, "
