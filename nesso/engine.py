@@ -12,8 +12,7 @@ import torch
 from nesso.errors import NessoError
 from nesso.model import Transformer
 from nesso.tokenizer import Tokenizer
-
-TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+from nesso.toolcalls import TOOL_CLOSE, TOOL_OPEN
 
 
 @dataclass

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from nesso.engine import TOOL_CLOSE, TOOL_OPEN, Constraint, loop_continuation
+from nesso.engine import Constraint, loop_continuation
 from nesso.errors import NessoError
 from nesso.tokenizer import Tokenizer
+from nesso.toolcalls import TOOL_CLOSE, TOOL_OPEN
 
 BRANCH = 32  # the most options the closing path tries at one choice (see LLGuidanceConstraint._walk)
 CANONICAL_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from nesso.engine import TOOL_CLOSE, TOOL_OPEN
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"  # the one tool-call format (README)
 
 _HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)')
 

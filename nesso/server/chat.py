@@ -120,8 +120,8 @@ def template_messages(messages: list[Any]) -> list[dict[str, Any]]:
 # ---- grammar ---------------------------------------------------------------------------------------------
 def _tools_or_json_lark(tools: list[dict[str, Any]], parallel: bool, schema: dict[str, Any] | None) -> str:
     """Either a JSON answer that follows ``schema`` or tool calls (tool_choice auto with a response_format)."""
-    from nesso.engine import TOOL_CLOSE, TOOL_OPEN
     from nesso.grammar import CANONICAL_JSON, call_schema, json_lark
+    from nesso.toolcalls import TOOL_CLOSE, TOOL_OPEN
 
     json_lark(schema)  # validates the schema, with the same message as a plain JSON request
     schema = {"type": "object"} if schema is None else schema
