@@ -21,7 +21,7 @@ _WORDS = {
     "it": frozenset("il lo la gli le un una uno di del della dello dei delle degli che è e non per con su mi ti ci "
                     "si sono sei ho ha hai quanto quanta quanti quante quale quali come cosa dove quando perché "
                     "oggi domani ieri adesso ora ore anche ma più al alla alle ai agli nel nella dal dalla "
-                    "puoi dimmi calcola converti trova fammi qual ciao grazie buongiorno buonasera salve scusa prego".split()),
+                    "fa puoi dimmi calcola converti trova fammi qual ciao grazie buongiorno buonasera salve scusa prego".split()),
 }
 
 
@@ -38,7 +38,7 @@ def system_prompt(today: datetime.date | None = None, lang: str = "en") -> str:
     """The default system turn in ``lang`` ('en' or 'it'): one of the phrasings the embedded model was trained
     with, with today's date (a prompt it never saw makes the 135M model much less likely to call tools). Its
     training rows always pair an Italian request with an Italian system turn: under an English one it answers an
-    Italian request in English and picks tools worse."""
+    Italian request in English (and `nesso demo` sent a unit conversion to the calculator)."""
     from nesso.agentic_data.render import long_date
 
     day = long_date(today or datetime.date.today(), lang)
