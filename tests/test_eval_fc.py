@@ -271,6 +271,8 @@ def test_command_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown category 'nope'" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--suite", "made-up-tools", "--category", "multi_turn"]) == 2
     assert "the made-up-tools suite has no multi_turn cases" in capsys.readouterr().err
+    assert main(["eval", "fc", "default", "--suite", "nope"]) == 2
+    assert "unknown suite 'nope'; choose from heldout, train-tools, made-up-tools" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--device", "tpu"]) == 2
