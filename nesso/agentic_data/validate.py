@@ -7,10 +7,11 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from nesso.agentic_data.generator import OPT_IN_SPLITS, SPLITS
+
 ROLES = ("system", "user", "assistant", "tool")
 LANG_CODES = ("en", "it")
-# shipped / synthetic: generator.SHIPPED_SPLIT / SYNTHETIC_SPLIT, opt-in rows for nesso's own tools / made-up tools
-SPLIT_NAMES = ("train", "heldout", "shipped", "synthetic")
+SPLIT_NAMES = (*SPLITS, *OPT_IN_SPLITS)  # opt-in: rows for nesso's own tools (shipped) and made-up tools (synthetic)
 
 
 @lru_cache(maxsize=4096)
