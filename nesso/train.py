@@ -315,8 +315,8 @@ def _compiled(model: nn.Module) -> bool:
 
 
 def count_labelled(batch: Batch) -> int:
-    """Positions whose hidden state reaches the LM head (the losses run it on labelled positions only)."""
-    return int((batch["labels"] != IGNORE_INDEX).sum()) if "labels" in batch else batch["input_ids"].numel()
+    """Positions with a target: those whose hidden state reaches the LM head (the losses run it there only)."""
+    return int((batch["labels"] != IGNORE_INDEX).sum())
 
 
 def count_loss_tokens(batch: Batch) -> int:
@@ -324,7 +324,7 @@ def count_loss_tokens(batch: Batch) -> int:
     normalises by something else (e.g. DPO: the number of preference pairs)."""
     if "num_loss_tokens" in batch:
         return int(batch["num_loss_tokens"])
-    return int((batch["labels"] != IGNORE_INDEX).sum())
+    return count_labelled(batch)
 
 
 # ---- optimizer ----------------------------------------------------------------------------------------------
