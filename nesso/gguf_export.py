@@ -193,6 +193,11 @@ def _write_metadata(w: Any, cfg: ModelConfig, tokenizer: Tokenizer, vocab: GGUFV
     w.add_chat_template(tokenizer.chat_template)
 
 
+def check_export_type(export_type: str) -> None:
+    if export_type not in EXPORT_TYPES:
+        raise NessoError(f"unknown GGUF type {export_type!r}; use one of {', '.join(EXPORT_TYPES)}")
+
+
 def export_gguf(model: Transformer, tokenizer: Tokenizer, out: str | Path, export_type: str = "f16",
                 name: str = "nesso") -> ExportSummary:
     """Write ``out`` atomically (a temporary sibling renamed into place), so a failed export never leaves a
@@ -200,8 +205,7 @@ def export_gguf(model: Transformer, tokenizer: Tokenizer, out: str | Path, expor
     import gguf
     from gguf import quants
 
-    if export_type not in EXPORT_TYPES:
-        raise NessoError(f"unknown GGUF type {export_type!r}; use one of {', '.join(EXPORT_TYPES)}")
+    check_export_type(export_type)
     out = Path(out).expanduser()
     if out.is_dir():
         raise NessoError(f"--out {out} is a directory; give a file name such as {out / 'model.gguf'}")

@@ -243,7 +243,7 @@ def test_cli_exports_a_loadable_file(tmp_path, capsys, tiny_dir):
     assert main(["export", "gguf", "no-such-model", "--out", str(tmp_path / "y.gguf")]) == 2
     assert "cannot find model" in capsys.readouterr().err
     assert main(["export", "gguf", "no-such-model", "--out", str(tmp_path / "y.gguf"), "--type", "q5"]) == 2
-    assert "--type 'q5' is not a GGUF type nesso writes; use one of f16, q8_0, q4_0, f32" in capsys.readouterr().err
+    assert "unknown GGUF type 'q5'; use one of f16, q8_0, q4_0, f32" in capsys.readouterr().err
     assert main(["export", "gguf", "nesso-nano", "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
 

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gguf", help="a GGUF file (weights, tokenizer, chat template) for llama.cpp, Ollama and LM Studio")
     e.add_argument("model", help=MODEL_HELP)
     e.add_argument("--out", required=True, help="output file, e.g. nesso.Q8_0.gguf")
-    e.add_argument("--type", default="f16",  # checked against gguf_export.EXPORT_TYPES (importing it needs torch)
+    e.add_argument("--type", default="f16",  # checked in the command: importing gguf_export needs torch
                    help="weight type: f16 (default), q8_0 or q4_0 (norms stay f32), or f32")
     e.add_argument("--name", default=None, help="general.name in the file (default: the model reference)")
     e.set_defaults(func=cmd_export_gguf)
@@ -22,12 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_export_gguf(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nesso.errors import NessoError
-    from nesso.gguf_export import EXPORT_TYPES, export_gguf
+    from nesso.gguf_export import check_export_type, export_gguf
     from nesso.loader import load_model
 
-    if args.type not in EXPORT_TYPES:  # before the model loads
-        raise NessoError(f"--type {args.type!r} is not a GGUF type nesso writes; use one of {', '.join(EXPORT_TYPES)}")
+    check_export_type(args.type)  # before the model loads
     loaded = load_model(args.model)
     name = args.name or Path(args.model.rstrip("/")).name.removesuffix(".gguf") or "nesso"
     summary = export_gguf(loaded.model, loaded.tokenizer, args.out, args.type, name=name)
