@@ -3,7 +3,7 @@
 # H100/H200 (python3 with CUDA torch, transformers; no internet). From the repository root:
 #   bash benchmarks/gpu_session.sh checks    # attention kernels, FSDP2, MFU vs HF, LoRA SFT vs PEFT, CUDA smoke tests
 #   bash benchmarks/gpu_session.sh train     # SFT of the embedded adapter + FC benchmark + 1,000 constrained runs
-#   bash benchmarks/gpu_session.sh mix       # two concurrent SFT runs with made-up-tool rows (issue 10, 2026-11-27)
+#   bash benchmarks/gpu_session.sh mix       # two SFT runs with made-up-tool rows, one after the other (issue 10)
 # Results go to $OUT (default runs/gpu). Each step is time-boxed so that one failure leaves the others' results.
 # `train` sizes the run to TRAIN_SECONDS from a short probe of the real recipe (rows = budget × tok/s / tokens per row).
 # Run 2026-11-26 on an H200 with TRAIN_SECONDS=170 → 9,861 rows × 2 epochs (recipes/nesso-smollm2-agentic-gpu.yaml
