@@ -484,6 +484,51 @@ int nesso_rope_cache_attention_bf16(const bf16_t *q, int64_t qs, const bf16_t *k
     return err;
 }
 
+/* y = a + b over n bf16 values, rounded as PyTorch's bf16 add (the residual add that ends a decoder layer). */
+int nesso_add_bf16(const bf16_t *a, const bf16_t *b, int64_t n, bf16_t *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = f2bf(bf2f(a[i]) + bf2f(b[i]));
+    return 0;
+}
+
+/* A recorded decode step (nesso.decode_graph): n ops of NK_OP_WORDS int64 each, [kind, arg 0, arg 1, ...] with the
+   arguments of the kernel the op calls in order (pointers as integers, a float as its bits), run in order. Every
+   attention op attends at slot pos instead of the recorded one. Returns the first failing kernel's code. */
+#define NK_OP_WORDS 24
+static inline float nk_f32(int64_t bits) { uint32_t u = (uint32_t)bits; float f; memcpy(&f, &u, 4); return f; }
+#define P(i) ((void *)(intptr_t)a[(i) + 1])
+#define I(i) (a[(i) + 1])
+int nesso_replay(const int64_t *ops, int64_t n, int64_t pos) {
+    for (int64_t op = 0; op < n; op++) {
+        const int64_t *a = ops + op * NK_OP_WORDS;
+        int rc;
+        switch (a[0]) {
+        case 1:
+            rc = nesso_linear_bf16(P(0), I(1), I(2), (int)I(3), P(4), I(5), P(6), I(7), P(8), I(9), P(10), (int)I(11));
+            break;
+        case 2:
+            rc = nesso_linear_int8(P(0), (int)I(1), I(2), I(3), (int)I(4), P(5), P(6), I(7), P(8), P(9), I(10), P(11),
+                                   P(12), I(13), (int)I(14), P(15), (int)I(16));
+            break;
+        case 3:
+            rc = nesso_rms_norm_bf16(P(0), P(1), I(2), I(3), P(4), nk_f32(I(5)), P(6), P(7));
+            break;
+        case 4:
+            rc = nesso_rope_cache_attention_bf16(P(0), I(1), P(2), I(3), P(4), I(5), P(6), P(7), I(8), I(9), I(10),
+                                                 I(11), P(12), P(13), I(14), pos, nk_f32(I(16)), P(17), (int)I(18));
+            break;
+        case 5:
+            rc = nesso_add_bf16(P(0), P(1), I(2), P(3));
+            break;
+        default:
+            rc = 2;
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+#undef P
+#undef I
+
 int nesso_kernels_features(void) {
     int f = 0;
 #ifdef NK_AVX512
@@ -502,6 +547,19 @@ int nesso_kernels_features(void) {
 }
 """
 
+# Op kinds of nesso_replay; each op's arguments are those of its kernel's call, in order.
+OP_LINEAR_BF16, OP_LINEAR_INT8, OP_RMS_NORM_BF16, OP_ROPE_CACHE_ATTENTION_BF16, OP_ADD_BF16 = 1, 2, 3, 4, 5
+OP_WORDS = 24  # int64 words per recorded op: the kind and up to 23 arguments
+ATTENTION_POSITION_ARG = 15  # the argument nesso_replay replaces with the replayed slot
+
+
+class _Recording(threading.local):
+    # Called by every kernel wrapper after its call while nesso.decode_graph records a step on this thread:
+    # recorder(kind, args, activations read, outputs written...).
+    recorder = None
+
+
+_tls = _Recording()
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -589,6 +647,10 @@ def library() -> ctypes.CDLL | None:
             lib.nesso_rope_cache_attention_bf16.argtypes = [vp, i64, vp, i64, vp, i64, vp, vp, i64, i64, i64, i64, vp,
                                                             vp, i64, i64, f32, vp, i32]
             lib.nesso_rope_cache_attention_bf16.restype = i32
+            lib.nesso_add_bf16.argtypes = [vp, vp, i64, vp]
+            lib.nesso_add_bf16.restype = i32
+            lib.nesso_replay.argtypes = [vp, i64, i64]
+            lib.nesso_replay.restype = i32
             lib.nesso_kernels_features.argtypes = []
             lib.nesso_kernels_features.restype = i32
             _lib = lib
@@ -642,9 +704,12 @@ def linear_bf16(x: torch.Tensor, *weights: torch.Tensor, glu: bool = False) -> t
     if not x.is_contiguous():
         x = x.contiguous()
     y = torch.empty(*x.shape[:-1], n0 + n1 + n2, dtype=torch.bfloat16)
-    if _lib.nesso_linear_bf16(x.data_ptr(), x.numel() // x.shape[-1], k, glu, w0.data_ptr(), n0, p1, n1,  # type: ignore[union-attr]
-                              p2, n2, y.data_ptr(), torch.get_num_threads()) != 0:
+    args = (x.data_ptr(), x.numel() // x.shape[-1], k, glu, w0.data_ptr(), n0, p1, n1, p2, n2, y.data_ptr(),
+            torch.get_num_threads())
+    if _lib.nesso_linear_bf16(*args) != 0:  # type: ignore[union-attr]
         raise MemoryError("nesso_linear_bf16 could not allocate its activation buffer")
+    if _tls.recorder is not None:
+        _tls.recorder(OP_LINEAR_BF16, args, (x,), y)
     return y
 
 
@@ -658,10 +723,13 @@ def linear_int8(x: torch.Tensor, *pairs: tuple[torch.Tensor, torch.Tensor], glu:
     if not x.is_contiguous():
         x = x.contiguous()
     y = torch.empty(*x.shape[:-1], n[0] + n[1] + n[2], dtype=x.dtype)
-    if _lib.nesso_linear_int8(x.data_ptr(), x.dtype == torch.float32, x.numel() // x.shape[-1],  # type: ignore[union-attr]
-                              x.shape[-1] >> glu, glu, qp[0], sp[0], n[0], qp[1], sp[1], n[1], qp[2], sp[2], n[2],
-                              pairs[0][1].dtype == torch.float32, y.data_ptr(), torch.get_num_threads()) != 0:
+    args = (x.data_ptr(), x.dtype == torch.float32, x.numel() // x.shape[-1], x.shape[-1] >> glu, glu, qp[0], sp[0],
+            n[0], qp[1], sp[1], n[1], qp[2], sp[2], n[2], pairs[0][1].dtype == torch.float32, y.data_ptr(),
+            torch.get_num_threads())
+    if _lib.nesso_linear_int8(*args) != 0:  # type: ignore[union-attr]
         raise MemoryError("nesso_linear_int8 could not allocate its activation buffer")
+    if _tls.recorder is not None:
+        _tls.recorder(OP_LINEAR_INT8, args, (x,), y)
     return y
 
 
@@ -674,13 +742,19 @@ def rms_norm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float,
         x = x.contiguous()
     y = torch.empty_like(x)
     if residual is None:
-        _lib.nesso_rms_norm_bf16(x.data_ptr(), 0, x.numel() // k, k, weight.data_ptr(), eps, 0, y.data_ptr())  # type: ignore[union-attr]
+        args = (x.data_ptr(), 0, x.numel() // k, k, weight.data_ptr(), eps, 0, y.data_ptr())
+        _lib.nesso_rms_norm_bf16(*args)  # type: ignore[union-attr]
+        if _tls.recorder is not None:
+            _tls.recorder(OP_RMS_NORM_BF16, args, (x,), y)
         return y
     if not residual.is_contiguous():
         residual = residual.contiguous()
     total = torch.empty_like(x)
-    _lib.nesso_rms_norm_bf16(x.data_ptr(), residual.data_ptr(), x.numel() // k, k, weight.data_ptr(), eps,  # type: ignore[union-attr]
-                             total.data_ptr(), y.data_ptr())
+    args = (x.data_ptr(), residual.data_ptr(), x.numel() // k, k, weight.data_ptr(), eps, total.data_ptr(),
+            y.data_ptr())
+    _lib.nesso_rms_norm_bf16(*args)  # type: ignore[union-attr]
+    if _tls.recorder is not None:
+        _tls.recorder(OP_RMS_NORM_BF16, args, (x, residual), y, total)
     return total, y
 
 
@@ -707,12 +781,37 @@ def rope_cache_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             or not cos.is_contiguous() or not sin.is_contiguous()):
         return None
     y = torch.empty(b, 1, n, dtype=bf16)
-    if _lib.nesso_rope_cache_attention_bf16(  # type: ignore[union-attr]
-            q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), v.data_ptr(), v.stride(0), cos.data_ptr(),
+    args = (q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), v.data_ptr(), v.stride(0), cos.data_ptr(),
             sin.data_ptr(), b, heads, kv_heads, d, cache_k.data_ptr(), cache_v.data_ptr(), shape[2], pos,
-            1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads()) != 0:
+            1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads())
+    if _lib.nesso_rope_cache_attention_bf16(*args) != 0:  # type: ignore[union-attr]
         raise MemoryError("nesso_rope_cache_attention_bf16 could not allocate its buffers")
+    if _tls.recorder is not None:
+        _tls.recorder(OP_ROPE_CACHE_ATTENTION_BF16, args, (q, k, v, cos, sin), y)
     return y
+
+
+def add_bf16(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b`` for two bf16 tensors of one shape; call only when ``usable_bf16(a)``."""
+    if not a.is_contiguous():
+        a = a.contiguous()
+    if not b.is_contiguous():
+        b = b.contiguous()
+    y = torch.empty_like(a)
+    args = (a.data_ptr(), b.data_ptr(), a.numel(), y.data_ptr())
+    _lib.nesso_add_bf16(*args)  # type: ignore[union-attr]
+    if _tls.recorder is not None:
+        _tls.recorder(OP_ADD_BF16, args, (a, b), y)
+    return y
+
+
+def replay(ops: torch.Tensor, pos: int) -> None:
+    """Run the ops ``nesso.decode_graph`` recorded (int64 [n, OP_WORDS]), attention at slot ``pos``."""
+    rc = _lib.nesso_replay(ops.data_ptr(), ops.shape[0], pos)  # type: ignore[union-attr]
+    if rc == 1:
+        raise MemoryError("a replayed decode kernel could not allocate its buffers")
+    if rc:
+        raise RuntimeError(f"nesso_replay: unknown op kind (code {rc})")
 
 
 # ---- huge pages ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nesso.decode_graph import DecodeGraph
 from nesso.errors import NessoError
 from nesso.model import Transformer
 from nesso.tokenizer import Tokenizer
@@ -154,6 +155,9 @@ class Engine:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.stop_ids = tokenizer.stop_ids
         self.max_len = model.config.max_position_embeddings
+        # Batch-1 CPU generations replay a recorded decode step (nesso.decode_graph) where the model allows it;
+        # False: every step through the model's forward.
+        self.decode_graph = True
 
     @property
     def device(self) -> torch.device:
@@ -256,6 +260,9 @@ class Engine:
                        attn_mask=mask, cache_start=reuse, last_only=True)[:, -1].float()
         pos = longest
         next_positions = torch.tensor(lengths)
+        # Batch 1 on a CPU with nesso's kernels: the first decode step is recorded, the others replay it in one C call.
+        graph: DecodeGraph | None = None
+        use_graph = self.decode_graph and b == 1 and self.device.type == "cpu"
         while True:
             step_tokens = torch.full((b,), self.tokenizer.pad_id, dtype=torch.long)
             for i, s in enumerate(seqs):
@@ -271,9 +278,18 @@ class Engine:
                 if b == 1:
                     model.cached_ids = seqs[0].prompt + seqs[0].sampled[:-1]
                 return
-            dmask = key_valid[:, None, None, :pos + 1].to(self.device) if padded else None
-            logits = model(step_tokens.unsqueeze(1).to(self.device), positions=next_positions.unsqueeze(1).to(self.device),
-                           attn_mask=dmask, cache_start=pos)[:, -1].float()
+            out = None
+            if use_graph:
+                if graph is None:
+                    out, graph = DecodeGraph.capture(model, int(step_tokens[0]), pos)
+                    use_graph = graph is not None
+                else:
+                    out = graph.replay(int(step_tokens[0]), pos)
+            if out is None:
+                dmask = key_valid[:, None, None, :pos + 1].to(self.device) if padded else None
+                out = model(step_tokens.unsqueeze(1).to(self.device), positions=next_positions.unsqueeze(1).to(self.device),
+                            attn_mask=dmask, cache_start=pos)
+            logits = out[:, -1].float()
             pos += 1
             next_positions += 1
 

@@ -181,7 +181,10 @@ class DecoderLayer(nn.Module):
                 cache: KVCache | None, cache_start: int, spans: Spans | None = None) -> torch.Tensor:
         h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start, spans)
         x, h = self.post_attention_layernorm.add_forward(x, h)  # x = x + h; h = norm(x)
-        return x + self.mlp(h)
+        h = self.mlp(h)
+        if self.mlp.kernels and h.dtype == x.dtype == torch.bfloat16 and h.shape == x.shape and cpu_kernels.usable(x):
+            return cpu_kernels.add_bf16(x, h)  # a kernel call like the step's others (nesso.decode_graph)
+        return x + h
 
 
 class Transformer(nn.Module):
@@ -262,12 +265,25 @@ class Transformer(nn.Module):
         spans: packed rows without a mask (``document_spans``): causal attention inside each span only, the
         result of ``packed_causal_mask`` at a fraction of its cost (no cache; not with ``attn_mask``).
         """
+        x, cos, sin = self.embed(input_ids, positions, cache_start)
+        return self.forward_embedded(x, cos, sin, attn_mask, cache_start, last_only, return_hidden, spans)
+
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
+              cache_start: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``forward``'s inputs of the first layer: the token embeddings [B, T, H] and the RoPE cos/sin rows
+        [B, T, D] at ``positions`` (default: cache_start + arange(T))."""
         b, t = input_ids.shape
-        start = cache_start or 0
         if positions is None:
+            start = cache_start or 0
             positions = torch.arange(start, start + t, device=input_ids.device).unsqueeze(0).expand(b, t)
-        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
-        x = self.embed_tokens(input_ids)
+        return self.embed_tokens(input_ids), self.rope_cos[positions], self.rope_sin[positions]
+
+    def forward_embedded(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                         attn_mask: torch.Tensor | None = None, cache_start: int | None = None,
+                         last_only: bool = False, return_hidden: bool = False,
+                         spans: Spans | None = None) -> torch.Tensor:
+        """``forward`` from ``embed``'s outputs on."""
+        start = cache_start or 0
         caches = self.caches if cache_start is not None else None
         if cache_start is not None and caches is None:
             raise RuntimeError("setup_caches() must be called before a cached forward")

@@ -1,0 +1,146 @@
+"""nesso.decode_graph: a recorded decode step replays bit for bit like the eager forward (bf16 and int8, many
+steps, the KV cache included), and is declined wherever something other than a kernel call shapes the step."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from nesso import cpu_kernels
+from nesso.config import ModelConfig
+from nesso.decode_graph import DecodeGraph
+from nesso.model import build_model
+from nesso.quantize import maybe_quantize
+
+needs_kernels = pytest.mark.skipif(not cpu_kernels.available(), reason="no C compiler: the kernels are off")
+
+# odd sizes: tails after the vector loops, 3 query heads per key/value head, untied output head
+TINY = ModelConfig(vocab_size=300, hidden_size=72, intermediate_size=200, num_layers=3, num_heads=6, num_kv_heads=2,
+                   head_dim=12, max_position_embeddings=64, tie_word_embeddings=False)
+PROMPT = [5, 17, 250, 3, 99]
+
+
+def prepared(mode: str, seed: int = 0) -> torch.nn.Module:
+    return maybe_quantize(build_model(TINY, dtype=torch.bfloat16, seed=seed).eval(), mode)
+
+
+@torch.inference_mode()
+def prefill(model: torch.nn.Module, capacity: int = 32) -> None:
+    model.setup_caches(1, capacity)
+    model(torch.tensor([PROMPT]), cache_start=0)
+
+
+@torch.inference_mode()
+def eager_step(model: torch.nn.Module, token: int, pos: int) -> torch.Tensor:
+    return model(torch.tensor([[token]]), cache_start=pos, last_only=True)
+
+
+@needs_kernels
+@pytest.mark.parametrize("mode", ["none", "int8"])
+def test_replayed_steps_equal_the_eager_steps_bit_for_bit(mode):
+    eager, graphed = prepared(mode), prepared(mode)
+    prefill(eager)
+    prefill(graphed)
+    tokens = [7, 299, 0, 42, 42, 160, 11, 8, 77, 1]
+    pos = len(PROMPT)
+    expected = eager_step(eager, tokens[0], pos)
+    first, graph = DecodeGraph.capture(graphed, tokens[0], pos)
+    assert graph is not None
+    assert torch.equal(first, expected)
+    for tok in tokens[1:]:
+        pos += 1
+        expected = eager_step(eager, tok, pos)
+        got = graph.replay(tok, pos)
+        assert got is not None and torch.equal(got, expected), pos
+    for a, b in zip(eager.caches, graphed.caches):  # the replays wrote the same keys and values
+        assert torch.equal(a.k[:, :, :pos + 1], b.k[:, :, :pos + 1])
+        assert torch.equal(a.v[:, :, :pos + 1], b.v[:, :, :pos + 1])
+
+
+@needs_kernels
+def test_replay_declines_a_slot_past_the_cache_or_a_new_thread_count():
+    model = prepared("none")
+    prefill(model, capacity=8)
+    _, graph = DecodeGraph.capture(model, 3, len(PROMPT))
+    assert graph is not None
+    assert graph.replay(4, 8) is None  # the caches hold slots 0..7
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert graph.replay(4, 6) is None  # the recorded calls carry the old thread count
+    finally:
+        torch.set_num_threads(threads)
+    assert graph.replay(4, 6) is not None
+
+
+@needs_kernels
+def test_a_lora_hook_or_a_pytorch_op_between_kernels_declines_the_capture():
+    from nesso.lora import LoraConfig, add_lora
+
+    model = prepared("none")
+    add_lora(model, LoraConfig(r=2, alpha=4), seed=0)  # forward hooks that add to each projection's output
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.05)
+    prefill(model)
+    reference = copy.deepcopy(model)
+    logits, graph = DecodeGraph.capture(model, 9, len(PROMPT))
+    assert graph is None
+    assert torch.equal(logits, eager_step(reference, 9, len(PROMPT)))
+
+    model = prepared("none")
+    model.layers[1].mlp.kernels = False  # this MLP runs PyTorch's ops: tensors no recorded call wrote
+    prefill(model)
+    assert DecodeGraph.capture(model, 9, len(PROMPT))[1] is None
+
+
+@needs_kernels
+def test_a_kernel_output_changed_in_place_is_caught_by_the_check_replay(monkeypatch):
+    eager, graphed = prepared("none"), prepared("none")
+    real_add = cpu_kernels.add_bf16
+
+    def add_then_bump(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return real_add(a, b).add_(1)  # recorded as a plain add; the in-place bump is invisible to the recorder
+
+    monkeypatch.setattr(cpu_kernels, "add_bf16", add_then_bump)
+    prefill(eager)
+    prefill(graphed)
+    pos = len(PROMPT)
+    logits, graph = DecodeGraph.capture(graphed, 21, pos)
+    assert graph is None
+    assert torch.equal(logits, eager_step(eager, 21, pos))
+    for a, b in zip(eager.caches, graphed.caches):  # what the check replay wrote to the cache was put back
+        assert torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+
+
+def test_without_kernels_there_is_no_graph(monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "_lib", None)
+    model = build_model(TINY, dtype=torch.bfloat16, seed=0).eval()
+    prefill(model)
+    logits, graph = DecodeGraph.capture(model, 2, len(PROMPT))
+    assert graph is None and logits.shape == (1, 1, TINY.vocab_size)
+
+
+@needs_kernels
+def test_the_engine_replays_after_the_first_step_and_generates_the_same_tokens(llama_tokenizer, monkeypatch):
+    from nesso.engine import Engine, SamplingParams
+
+    cfg = ModelConfig(hidden_size=64, intermediate_size=160, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                      max_position_embeddings=256)
+    model = maybe_quantize(build_model(cfg, dtype=torch.bfloat16, seed=1).eval(), "none")
+    engine = Engine(model, llama_tokenizer)
+    engine.stop_ids = set()  # random weights: decode every token asked for
+    prompt, params = llama_tokenizer.encode("The quick brown fox"), SamplingParams(max_tokens=24)
+    engine.decode_graph = False
+    eager = engine.generate(prompt, params)
+    engine.decode_graph = True
+    model.cached_ids = []  # no prefix reuse: the same prefill as the eager run
+    calls = []
+    replay = DecodeGraph.replay
+    monkeypatch.setattr(DecodeGraph, "replay", lambda self, tok, pos: calls.append(pos) or replay(self, tok, pos))
+    graphed = engine.generate(prompt, params)
+    assert graphed.token_ids == eager.token_ids and graphed.text == eager.text
+    assert len(calls) == 24 - 2  # the prefill gives token 1, the recorded step token 2, replays the rest
