@@ -14,7 +14,8 @@ processes hits all of them alike; the 1-minute load average is printed with each
 
 * nesso: ``Engine.generate`` (greedy, stop tokens disabled so that all 128 tokens are decoded, the KV-cache prefix
   reuse reset before each call) on the model as ``nesso generate [--quantize int8]`` prepares it
-  (``nesso.quantize.maybe_quantize``).
+  (``nesso.quantize.maybe_quantize``); its decode steps after the first replay the recorded one
+  (``nesso.decode_graph``), as in every batch-1 generation.
 * HF: ``LlamaForCausalLM.generate`` with its default cache, ``min_new_tokens`` = ``max_new_tokens``.
 * llama.cpp: llama-cpp-python's ``Llama.eval`` token by token with an argmax in numpy, the same greedy loop.
 

@@ -13,8 +13,10 @@ fp32 accumulation:
 
 They replace one op, the projection ``F.linear`` (optionally with the SwiGLU before it), and only for CPU tensors
 without autograd (``nesso.quantize`` decides when); the model's forward is ``nesso.model``'s, which also calls
-``rms_norm_bf16`` (optionally with the residual add before it) and ``rope_cache_attention_bf16`` (RoPE, KV-cache
-write and attention of a one-token step). ``pack_huge_pages`` moves weights into 2 MiB pages:
+``rms_norm_bf16`` (optionally with the residual add before it), ``rope_cache_attention_bf16`` (RoPE, KV-cache
+write and attention of a one-token step) and ``add_bf16`` (the residual add that ends a layer). Every wrapper
+reports its call to ``nesso.decode_graph`` while it records a step, and ``replay`` runs a recorded step's calls
+again from C. ``pack_huge_pages`` moves weights into 2 MiB pages:
 with 4 KiB pages the page walks of a 0.4B-parameter stream cost about a third of the bandwidth.
 
 The library is built once per source and CPU (``-march=native``), cached under ``~/.cache/nesso/kernels``

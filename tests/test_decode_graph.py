@@ -38,6 +38,15 @@ def eager_step(model: torch.nn.Module, token: int, pos: int) -> torch.Tensor:
 
 
 @needs_kernels
+def test_the_residual_add_kernel_equals_pytorchs_bf16_add():
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 72, 1001):
+        a = (torch.randn(1, 1, n, generator=g) * 30).to(torch.bfloat16)
+        b = torch.randn(1, 1, n, generator=g).to(torch.bfloat16)
+        assert torch.equal(cpu_kernels.add_bf16(a, b), a + b)
+
+
+@needs_kernels
 @pytest.mark.parametrize("mode", ["none", "int8"])
 def test_replayed_steps_equal_the_eager_steps_bit_for_bit(mode):
     eager, graphed = prepared(mode), prepared(mode)
