@@ -444,15 +444,21 @@ static inline float exp_sum(float *p, int64_t s, float mx) {
    [b, d] at each row's position. RoPE of q and k rounded to bf16; k and v go to slot pos of the caches kc / vc
    [b, kv_heads, cap, d] (bf16, contiguous); then y [b, heads * d] = softmax(q K^T / sqrt(d)) V over slots
    [0, pos], fp32 inside, rounded to bf16. Query head j reads key/value head j / (heads / kv_heads), as SDPA's
-   enable_gqa. Returns 1 when a buffer cannot be allocated. */
+   enable_gqa. With write and visible (int64 [b], not NULL) row m writes at slot write[m] and attends to slots
+   [0, visible[m]) instead (rows of a continuous batch, each at its own length). Returns 1 when a buffer cannot be
+   allocated. */
 int nesso_rope_cache_attention_bf16(const bf16_t *q, int64_t qs, const bf16_t *k, int64_t ks, const bf16_t *v,
                                     int64_t vs, const float *cos, const float *sin, int64_t b, int64_t heads,
                                     int64_t kv_heads, int64_t d, bf16_t *kc, bf16_t *vc, int64_t cap, int64_t pos,
-                                    float scale, bf16_t *y, int threads) {
-    const int64_t group = heads / kv_heads, s = pos + 1;
+                                    float scale, bf16_t *y, int threads, const int64_t *write,
+                                    const int64_t *visible) {
+    const int64_t group = heads / kv_heads;
+    int64_t s = pos + 1;
+    if (visible)
+        for (int64_t m = 0; m < b; m++) s = m == 0 || visible[m] > s ? visible[m] : s;
     for (int64_t m = 0; m < b; m++)
         for (int64_t j = 0; j < kv_heads; j++) {
-            const int64_t slot = ((m * kv_heads + j) * cap + pos) * d;
+            const int64_t slot = ((m * kv_heads + j) * cap + (write ? write[m] : pos)) * d;
             rope_row(k + m * ks + j * d, cos + m * d, sin + m * d, d, kc + slot);
             memcpy(vc + slot, v + m * vs + j * d, (size_t)d * sizeof(bf16_t));
         }
@@ -460,7 +466,7 @@ int nesso_rope_cache_attention_bf16(const bf16_t *q, int64_t qs, const bf16_t *k
     (void)threads;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && s * b * heads >= 16384)
     for (int64_t bh = 0; bh < b * heads; bh++) {
-        const int64_t m = bh / heads, j = bh % heads;
+        const int64_t m = bh / heads, j = bh % heads, s = visible ? visible[m] : pos + 1;
         const bf16_t *kh = kc + (m * kv_heads + j / group) * cap * d, *vh = vc + (m * kv_heads + j / group) * cap * d;
         float local[2048 + 2 * 256];
         bf16_t qr[256];
@@ -516,7 +522,8 @@ int nesso_replay(const int64_t *ops, int64_t n, int64_t pos) {
             break;
         case 4:
             rc = nesso_rope_cache_attention_bf16(P(0), I(1), P(2), I(3), P(4), I(5), P(6), P(7), I(8), I(9), I(10),
-                                                 I(11), P(12), P(13), I(14), pos, nk_f32(I(16)), P(17), (int)I(18));
+                                                 I(11), P(12), P(13), I(14), pos, nk_f32(I(16)), P(17), (int)I(18),
+                                                 P(19), P(20));
             break;
         case 5:
             rc = nesso_add_bf16(P(0), P(1), I(2), P(3));
@@ -647,7 +654,7 @@ def library() -> ctypes.CDLL | None:
             lib.nesso_rms_norm_bf16.argtypes = [vp, vp, i64, i64, vp, f32, vp, vp]
             lib.nesso_rms_norm_bf16.restype = i32
             lib.nesso_rope_cache_attention_bf16.argtypes = [vp, i64, vp, i64, vp, i64, vp, vp, i64, i64, i64, i64, vp,
-                                                            vp, i64, i64, f32, vp, i32]
+                                                            vp, i64, i64, f32, vp, i32, vp, vp]
             lib.nesso_rope_cache_attention_bf16.restype = i32
             lib.nesso_add_bf16.argtypes = [vp, vp, i64, vp]
             lib.nesso_add_bf16.restype = i32
@@ -762,13 +769,15 @@ def rms_norm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float,
 
 def rope_cache_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
                               sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, pos: int,
-                              heads: int, kv_heads: int) -> torch.Tensor | None:
+                              heads: int, kv_heads: int,
+                              rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
     """One decode step of ``nesso.model.Attention`` after its projections, in one call: ``apply_rope`` on q and k,
     ``KVCache.update`` at slot ``pos`` and ``F.scaled_dot_product_attention(..., enable_gqa=True)`` over slots
     [0, pos]. q [B, 1, heads * D], k and v [B, 1, kv_heads * D] (bf16; rows may be strided views, as the split of
     a fused q/k/v projection), cos/sin [B, 1, D] fp32, caches [B, kv_heads, S, D] bf16 contiguous. Returns the
     attention output [B, 1, heads * D] (heads concatenated, as ``o_proj`` takes it), or None when the tensors are
-    not ones the kernel reads (the caller uses PyTorch's ops; nothing was written)."""
+    not ones the kernel reads (the caller uses PyTorch's ops; nothing was written). ``rows = (write, visible)``
+    (int64 [B]): row b writes at slot ``write[b]`` and attends to slots [0, visible[b]) instead of ``pos``."""
     b, t, n = q.shape
     d = cos.shape[-1]
     bf16, f32 = torch.bfloat16, torch.float32
@@ -782,14 +791,22 @@ def rope_cache_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             or cos.shape != (b, 1, d) or sin.shape != (b, 1, d) or cos.dtype != f32 or sin.dtype != f32
             or not cos.is_contiguous() or not sin.is_contiguous()):
         return None
+    write_ptr = visible_ptr = 0
+    if rows is not None:
+        write, visible = rows
+        if any(r.dtype != torch.int64 or r.shape != (b,) or not r.is_cpu or not r.is_contiguous() for r in rows):
+            return None
+        if not all(0 <= w < shape[2] and 0 < s <= shape[2] for w, s in zip(write.tolist(), visible.tolist())):
+            return None
+        write_ptr, visible_ptr = write.data_ptr(), visible.data_ptr()
     y = torch.empty(b, 1, n, dtype=bf16)
     args = (q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), v.data_ptr(), v.stride(0), cos.data_ptr(),
             sin.data_ptr(), b, heads, kv_heads, d, cache_k.data_ptr(), cache_v.data_ptr(), shape[2], pos,
-            1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads())
+            1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads(), write_ptr, visible_ptr)
     if _lib.nesso_rope_cache_attention_bf16(*args) != 0:  # type: ignore[union-attr]
         raise MemoryError("nesso_rope_cache_attention_bf16 could not allocate its buffers")
-    if _tls.recorder is not None:
-        _tls.recorder(OP_ROPE_CACHE_ATTENTION_BF16, args, (q, k, v, cos, sin), y)
+    if _tls.recorder is not None:  # per-row slots are not a step input a replay rewrites: such a step is declined
+        _tls.recorder(OP_ROPE_CACHE_ATTENTION_BF16, args, (q, k, v, cos, sin, *(rows or ())), y)
     return y
 
 

@@ -401,6 +401,7 @@ class _BatchPlan:
     def __init__(self) -> None:
         self.row: int | None = None
         self.write: torch.Tensor | None = None
+        self.visible: torch.Tensor | None = None  # decode: how many columns each row attends to
         self.width = 0
 
 
@@ -418,6 +419,14 @@ class _SlotCache:
     @property
     def capacity(self) -> int:
         return self.k.shape[2] - 1
+
+    def kernel_rows(self, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """For a decode step's one-token attention kernel (``nesso.model.Attention``): the first ``b`` rows' keys and
+        values, where each row writes and how many columns it sees; None during a prefill."""
+        p = self.plan
+        if p.row is not None or p.write is None or p.visible is None or p.write.shape[0] != b:
+            return None
+        return self.k[:b], self.v[:b], p.write, p.visible
 
     def grow(self, capacity: int) -> None:
         old = self.capacity
@@ -522,6 +531,7 @@ class ContinuousBatch:
         mask = (torch.arange(width).unsqueeze(0) < visible.unsqueeze(1))[:, None, None, :]
         device = self.engine.device
         self.plan.row, self.plan.write, self.plan.width = None, write.to(device), width
+        self.plan.visible = visible.to(device)
         logits = self._forward(tokens.to(device), positions.to(device), mask.to(device), 0)[:, -1].float()
         for r in running:
             self.cached[r].append(self.pending.pop(r))

@@ -128,6 +128,15 @@ class Attention(nn.Module):
                                                           cache_start, self.num_heads, self.num_kv_heads)
                 if y is not None:
                     return self.o_proj(y)
+            elif t == 1 and hasattr(cache, "kernel_rows"):
+                # Rows at their own lengths (a continuous batch's slot cache, which says where each row writes
+                # and how far it sees): the same kernel call, per row.
+                rows = cache.kernel_rows(b)
+                if rows is not None:
+                    y = cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, rows[0], rows[1], 0, self.num_heads,
+                                                              self.num_kv_heads, rows=rows[2:])
+                    if y is not None:
+                        return self.o_proj(y)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         q = q.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)

@@ -116,6 +116,38 @@ def test_norm_rope_and_attention_kernels_equal_pytorch(d, pos):
         assert cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache_k, cache_v, 120, heads, kv) is None
 
 
+@needs_kernels
+def test_attention_kernel_rows_at_their_own_lengths():
+    """A continuous batch's decode step: row m writes at slot write[m] and sees slots [0, visible[m]) (an idle row
+    writes to the scratch slot and sees slot 0 only)."""
+    g = torch.Generator().manual_seed(1)
+    b, heads, kv, d, slots = 3, 6, 2, 16, 40
+    q = torch.randn(b, 1, heads * d, generator=g).bfloat16()
+    k, v = torch.randn(b, 1, kv * d, generator=g).bfloat16(), torch.randn(b, 1, kv * d, generator=g).bfloat16()
+    cos, sin = torch.randn(b, 1, d, generator=g), torch.randn(b, 1, d, generator=g)
+    cache_k, cache_v = torch.randn(2, b, kv, slots, d, generator=g).bfloat16().unbind(0)
+    write, visible = torch.tensor([7, 0, slots - 1]), torch.tensor([8, 1, 1])
+    ref_k, ref_v, refs = cache_k.clone(), cache_v.clone(), []
+    for m in range(b):
+        c, s = cos[m:m + 1], sin[m:m + 1]
+        ref_k[m, :, write[m]] = apply_rope(k[m:m + 1].view(1, 1, kv, d).transpose(1, 2), c, s)[0, :, 0]
+        ref_v[m, :, write[m]] = v[m].view(kv, d)
+        qh = apply_rope(q[m:m + 1].view(1, 1, heads, d).transpose(1, 2), c, s)
+        seen = slice(0, int(visible[m]))
+        y = F.scaled_dot_product_attention(qh, ref_k[m:m + 1, :, seen], ref_v[m:m + 1, :, seen], enable_gqa=True)
+        refs.append(y.transpose(1, 2).reshape(1, 1, heads * d))
+    ref = torch.cat(refs)
+    with torch.inference_mode():
+        got = cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache_k, cache_v, 0, heads, kv,
+                                                    rows=(write, visible))
+        assert got is not None
+        assert torch.equal(cache_k, ref_k) and torch.equal(cache_v, ref_v)
+        assert (got.float() - ref.float()).abs().max().item() <= 2 ** -7 * ref.float().abs().max().item() + 1e-3
+        for bad in ((torch.tensor([7, 0, slots]), visible), (write, torch.tensor([8, 0, 1])), (write[:2], visible[:2])):
+            assert cpu_kernels.rope_cache_attention_bf16(q, k, v, cos, sin, cache_k, cache_v, 0, heads, kv,
+                                                        rows=bad) is None
+
+
 # ---- a prepared model -------------------------------------------------------------------------------------------
 
 @needs_kernels
