@@ -171,6 +171,57 @@ static float dot_bf16(const bf16_t *w, const bf16_t *x, int64_t k) {
     return s + t;
 }
 
+#if defined(NK_AVX512) && defined(__AVX512BF16__)
+/* dot_bf16 of one weight row with R activation rows (row stride k) at once, bit for bit dot_bf16's result for each
+   (the same two accumulators, steps, reduction and tail per row); each weight vector is loaded once for the R rows.
+   R is a constant where this is inlined, so the 2R accumulators stay in registers. */
+static inline __attribute__((always_inline)) void dot_bf16_n(const bf16_t *w, const bf16_t *x, int64_t k, const int R,
+                                                              float *out) {
+    __m512 a0[8], a1[8];
+#pragma GCC unroll 8
+    for (int m = 0; m < R; m++) { a0[m] = _mm512_setzero_ps(); a1[m] = a0[m]; }
+    int64_t i = 0;
+    for (; i + 64 <= k; i += 64) {
+        const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + i), w1 = (__m512bh)_mm512_loadu_si512(w + i + 32);
+#pragma GCC unroll 8
+        for (int m = 0; m < R; m++) {
+            a0[m] = _mm512_dpbf16_ps(a0[m], w0, (__m512bh)_mm512_loadu_si512(x + m * k + i));
+            a1[m] = _mm512_dpbf16_ps(a1[m], w1, (__m512bh)_mm512_loadu_si512(x + m * k + i + 32));
+        }
+    }
+    for (; i + 32 <= k; i += 32) {
+        const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + i);
+#pragma GCC unroll 8
+        for (int m = 0; m < R; m++) a0[m] = _mm512_dpbf16_ps(a0[m], w0, (__m512bh)_mm512_loadu_si512(x + m * k + i));
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < R; m++) {
+        const float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[m], a1[m]));
+        float t = 0.f;
+        for (int64_t j = i; j < k; j++) t += bf2f(w[j]) * bf2f(x[m * k + j]);
+        out[m] = s + t;
+    }
+}
+#endif
+
+/* out[m] = dot_bf16(w, x + m * k, k) for rows <= 8 activation rows: a few rows (a continuous batch's decode step)
+   share each weight load. */
+static void dot_bf16_rows(const bf16_t *w, const bf16_t *x, int64_t k, int rows, float *out) {
+#if defined(NK_AVX512) && defined(__AVX512BF16__)
+    switch (rows) {
+    case 2: dot_bf16_n(w, x, k, 2, out); return;
+    case 3: dot_bf16_n(w, x, k, 3, out); return;
+    case 4: dot_bf16_n(w, x, k, 4, out); return;
+    case 5: dot_bf16_n(w, x, k, 5, out); return;
+    case 6: dot_bf16_n(w, x, k, 6, out); return;
+    case 7: dot_bf16_n(w, x, k, 7, out); return;
+    case 8: dot_bf16_n(w, x, k, 8, out); return;
+    default: break;
+    }
+#endif
+    for (int m = 0; m < rows; m++) out[m] = dot_bf16(w, x + m * k, k);
+}
+
 /* One int8 weight row against one int16 activation row: the exact integer dot product, flushed to fp32 every
    4096 columns so the int32 lanes cannot overflow (4096 / 16 * 2 products of at most 127 * 32767 each). */
 static float dot_q8(const int8_t *w, const int16_t *x, int64_t k) {
@@ -234,7 +285,12 @@ int nesso_linear_bf16(const bf16_t *x, int64_t rows, int64_t k, int glu, const b
         int j;
         int64_t local;
         pick(r, n0, n1, &j, &local);
-        for (int64_t m = 0; m < rows; m++) y[m * n + r] = f2bf(dot_bf16(w[j] + local * k, x + m * k, k));
+        for (int64_t m0 = 0; m0 < rows; m0 += 8) {
+            const int nr = rows - m0 < 8 ? (int)(rows - m0) : 8;
+            float d[8];
+            dot_bf16_rows(w[j] + local * k, x + m0 * k, k, nr, d);
+            for (int m = 0; m < nr; m++) y[(m0 + m) * n + r] = f2bf(d[m]);
+        }
     }
     free(act);
     return 0;

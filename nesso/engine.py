@@ -11,7 +11,7 @@ import torch
 
 from nesso.decode_graph import DecodeGraph
 from nesso.errors import NessoError
-from nesso.model import Transformer
+from nesso.model import KVCache, Transformer
 from nesso.tokenizer import Tokenizer
 from nesso.toolcalls import TOOL_CLOSE, TOOL_OPEN
 
@@ -475,6 +475,10 @@ class ContinuousBatch:
         self._caches: list[_SlotCache] | None = None
         self._capacity = max(1, min(capacity, engine.max_len))
         self._kv = (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim)
+        # While one sequence runs alone, its steps replay a recorded one (nesso.decode_graph), as Engine.generate's
+        # do: (the row and the cache memory it was recorded on, the graph or None where there cannot be one). A
+        # graph serves whichever sequence holds that row: it reads the token and slot it is given.
+        self._graph: tuple[tuple[int, int, int], DecodeGraph | None] | None = None
 
     # ---- public -------------------------------------------------------------------------------
     def sequence(self, prompt: list[int] | str, params: SamplingParams | None = None,
@@ -515,6 +519,15 @@ class ContinuousBatch:
         running = [r for r, s in enumerate(self.rows) if s is not None and not s.finish]
         if not running:
             return
+        if len(running) == 1 and self.engine.decode_graph and self.engine.device.type == "cpu":
+            r = running[0]
+            logits = self._step_alone(r)
+            if logits is not None:
+                self.cached[r].append(self.pending.pop(r))
+                self._sample_into(r, self.rows[r], logits[0, -1].float())
+                return
+        else:
+            self._graph = None
         hi = running[-1] + 1
         lengths = [len(self.cached[r]) for r in range(hi)]
         self._ensure_capacity(max(lengths[r] for r in running) + 1)
@@ -562,6 +575,7 @@ class ContinuousBatch:
         self.cached = [[] for _ in range(self.slots)]
         self.pending.clear()
         self._caches = None
+        self._graph = None
 
     # ---- internals ----------------------------------------------------------------------------
     def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
@@ -587,6 +601,25 @@ class ContinuousBatch:
             cap = min(limit, max(needed, 2 * cap))
             for c in self._caches:
                 c.grow(cap)
+
+    def _step_alone(self, r: int) -> torch.Tensor | None:
+        """The decode step of the one running sequence (row ``r``) through a recorded step: logits [1, 1, V], or
+        None where no graph can run it (the caller takes the batched forward)."""
+        pos = len(self.cached[r])
+        self._ensure_capacity(pos + 1)
+        key = (r, self._caches[0].k.data_ptr(), self._caches[0].capacity)
+        if self._graph is not None and self._graph[0] == key:
+            graph = self._graph[1]
+            return None if graph is None else graph.replay(self.pending[r], pos)
+        model = self.engine.model
+        saved, saved_ids = model.caches, model.cached_ids
+        model.caches = [KVCache.over(c.k[r:r + 1], c.v[r:r + 1]) for c in self._caches]  # the row, in place
+        try:
+            logits, graph = DecodeGraph.capture(model, self.pending[r], pos)
+        finally:
+            model.caches, model.cached_ids = saved, saved_ids
+        self._graph = (key, graph)
+        return logits
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  start: int) -> torch.Tensor:

@@ -153,3 +153,40 @@ def test_the_engine_replays_after_the_first_step_and_generates_the_same_tokens(l
     graphed = engine.generate(prompt, params)
     assert graphed.token_ids == eager.token_ids and graphed.text == eager.text
     assert len(calls) == 24 - 2  # the prefill gives token 1, the recorded step token 2, replays the rest
+
+
+@needs_kernels
+def test_a_sequence_running_alone_in_a_continuous_batch_replays_too(llama_tokenizer, monkeypatch):
+    from nesso.engine import ContinuousBatch, Engine, SamplingParams
+
+    cfg = ModelConfig(hidden_size=64, intermediate_size=160, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                      max_position_embeddings=256)
+    engine = Engine(maybe_quantize(build_model(cfg, dtype=torch.bfloat16, seed=2).eval(), "none"), llama_tokenizer)
+    engine.stop_ids = set()
+    prompt, params = llama_tokenizer.encode("Una frase per vedere il resto"), SamplingParams(max_tokens=20)
+    alone = engine.generate(prompt, params)
+    captures, replays = [], []
+    capture, replay = DecodeGraph.capture.__func__, DecodeGraph.replay
+    monkeypatch.setattr(DecodeGraph, "capture", classmethod(
+        lambda cls, *a: captures.append(a[2]) or capture(cls, *a)))
+    monkeypatch.setattr(DecodeGraph, "replay", lambda self, tok, pos: replays.append(pos) or replay(self, tok, pos))
+    batch = ContinuousBatch(engine, slots=2, capacity=8)  # the slot cache grows twice on the way: new captures
+    seq = batch.sequence(prompt, params)
+    batch.add(seq)
+    while not seq.finish:
+        batch.step()
+    assert batch.result(seq).token_ids == alone.token_ids  # the same prefill, then the same kernels and buffers
+    assert len(captures) >= 2 and len(captures) + len(replays) == 19  # token 1 comes from the prefill
+    batch.remove(seq)
+
+    other = batch.sequence(llama_tokenizer.encode("Hello"), SamplingParams(max_tokens=6))
+    again = batch.sequence(prompt, params)
+    batch.add(other)
+    batch.add(again)  # two running: the batched forward; then `again` alone replays again
+    before = len(replays)
+    while not again.finish:
+        batch.step()
+        for s in batch.active:
+            if s.finish and s is not again:
+                batch.remove(s)
+    assert other.finish == "length" and len(again.out) == 20 and len(replays) > before

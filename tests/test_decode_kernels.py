@@ -49,6 +49,18 @@ def test_linear_bf16_equals_f_linear(rows, n, k):
 
 
 @needs_kernels
+@pytest.mark.parametrize("k", [70, 576, 2600])
+def test_linear_bf16_rows_together_equal_each_row_alone(k):
+    g = torch.Generator().manual_seed(k)
+    x, w = torch.randn(11, k, generator=g).bfloat16(), torch.randn(37, k, generator=g).bfloat16()
+    with torch.inference_mode():
+        for rows in (2, 5, 8, 11):  # up to eight rows share each weight load, then the next group
+            together = cpu_kernels.linear_bf16(x[:rows], w)
+            for m in range(rows):
+                assert torch.equal(together[m], cpu_kernels.linear_bf16(x[m:m + 1], w)[0]), (rows, m)
+
+
+@needs_kernels
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_linear_int8_equals_the_dequantized_product(dtype):
     lin = nn.Linear(5000, 33, bias=False)  # k > 4096: the int32 accumulators are flushed on the way
