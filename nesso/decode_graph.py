@@ -12,8 +12,9 @@ A recording is only kept when it is the whole step: every activation a kernel re
 output of an earlier kernel call (a PyTorch op between two kernels, as a LoRA hook's add, leaves a tensor no call
 wrote, and the capture is declined), the output is the last call's, and a replay of the captured step gives the
 eager logits exactly (which also catches an op that changed a kernel's output in place). Otherwise ``capture``
-returns None and the caller keeps the eager forward. A graph holds pointers to the model's weights and KV caches:
-it is valid for one generation (the caller drops it when the generation ends).
+returns None and the caller keeps the eager forward. A graph holds pointers to the model's weights and to the KV
+cache it was recorded on, and is valid while they stay where they are: ``Engine`` drops it when the generation
+ends, ``ContinuousBatch`` keys it on the slot and the cache's memory (any sequence in that slot can replay it).
 """
 
 from __future__ import annotations
