@@ -251,6 +251,60 @@ static float dot_q8(const int8_t *w, const int16_t *x, int64_t k) {
     return s;
 }
 
+#ifdef NK_AVX512
+/* dot_q8 of one int8 weight row with R int16 activation rows (row stride k) at once: the same exact integer sums,
+   flushed to fp32 at the same columns, so each result is dot_q8's bit for bit; each weight vector is loaded and
+   widened once for the R rows. R is a constant where this is inlined. */
+static inline __attribute__((always_inline)) void dot_q8_n(const int8_t *w, const int16_t *x, int64_t k, const int R,
+                                                            float *out) {
+    float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    int64_t i = 0;
+    while (i < k) {
+        const int64_t end = k - i > 4096 ? i + 4096 : k;
+        __m512i a[8];
+#pragma GCC unroll 8
+        for (int m = 0; m < R; m++) a[m] = _mm512_setzero_si512();
+        for (; i + 32 <= end; i += 32) {
+            const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + i)));
+#pragma GCC unroll 8
+            for (int m = 0; m < R; m++) {
+#ifdef __AVX512VNNI__
+                a[m] = _mm512_dpwssd_epi32(a[m], wv, _mm512_loadu_si512(x + m * k + i));
+#else
+                a[m] = _mm512_add_epi32(a[m], _mm512_madd_epi16(wv, _mm512_loadu_si512(x + m * k + i)));
+#endif
+            }
+        }
+#pragma GCC unroll 8
+        for (int m = 0; m < R; m++) {
+            int32_t t = _mm512_reduce_add_epi32(a[m]);
+            for (int64_t c = i; c < end; c++) t += (int32_t)w[c] * (int32_t)x[m * k + c];
+            s[m] += (float)t;
+        }
+        i = end;
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < R; m++) out[m] = s[m];
+}
+#endif
+
+/* out[m] = dot_q8(w, x + m * k, k) for rows <= 8 activation rows, sharing each weight load. */
+static void dot_q8_rows(const int8_t *w, const int16_t *x, int64_t k, int rows, float *out) {
+#ifdef NK_AVX512
+    switch (rows) {
+    case 2: dot_q8_n(w, x, k, 2, out); return;
+    case 3: dot_q8_n(w, x, k, 3, out); return;
+    case 4: dot_q8_n(w, x, k, 4, out); return;
+    case 5: dot_q8_n(w, x, k, 5, out); return;
+    case 6: dot_q8_n(w, x, k, 6, out); return;
+    case 7: dot_q8_n(w, x, k, 7, out); return;
+    case 8: dot_q8_n(w, x, k, 8, out); return;
+    default: break;
+    }
+#endif
+    for (int m = 0; m < rows; m++) out[m] = dot_q8(w, x + m * k, k);
+}
+
 /* Up to three matrices w0 [n0, k], w1 [n1, k], w2 [n2, k] (n = 0: absent) against the same activations, as one
    product with their rows stacked: y[m, :] = [x_m w0^T, x_m w1^T, x_m w2^T] (fused q/k/v or gate/up projections:
    one call and one parallel region instead of three). Row r of the stack belongs to matrix *j at row *r. */
@@ -345,8 +399,12 @@ int nesso_linear_int8(const void *x, int x_f32, int64_t rows, int64_t k, int glu
         int64_t local;
         pick(r, n0, n1, &j, &local);
         const float s = scale_f32 ? ((const float *)sc[j])[local] : bf2f(((const bf16_t *)sc[j])[local]);
-        for (int64_t m = 0; m < rows; m++)
-            store(y, x_f32, m * n + r, s * xs[m] * dot_q8(q[j] + local * k, xq + m * k, k));
+        for (int64_t m0 = 0; m0 < rows; m0 += 8) {
+            const int nr = rows - m0 < 8 ? (int)(rows - m0) : 8;
+            float d[8];
+            dot_q8_rows(q[j] + local * k, xq + m0 * k, k, nr, d);
+            for (int m = 0; m < nr; m++) store(y, x_f32, (m0 + m) * n + r, s * xs[m0 + m] * d[m]);
+        }
     }
     free(xq);
     free(xs);

@@ -61,6 +61,20 @@ def test_linear_bf16_rows_together_equal_each_row_alone(k):
 
 
 @needs_kernels
+@pytest.mark.parametrize("k", [70, 576, 5000])  # 5000: past the 4,096-column integer flush
+def test_linear_int8_rows_together_equal_each_row_alone(k):
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(11, k, generator=g).bfloat16()
+    q = torch.randint(-127, 128, (37, k), generator=g, dtype=torch.int8)
+    scale = torch.rand(37, generator=g).bfloat16()
+    with torch.inference_mode():
+        for rows in (2, 5, 8, 11):
+            together = cpu_kernels.linear_int8(x[:rows], (q, scale))
+            for m in range(rows):
+                assert torch.equal(together[m], cpu_kernels.linear_int8(x[m:m + 1], (q, scale))[0]), (rows, m)
+
+
+@needs_kernels
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_linear_int8_equals_the_dequantized_product(dtype):
     lin = nn.Linear(5000, 33, bias=False)  # k > 4096: the int32 accumulators are flushed on the way
