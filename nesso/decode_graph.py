@@ -66,66 +66,104 @@ class _Recorder:
 
 
 class DecodeGraph:
-    """A captured one-token decode step of ``model`` (batch 1, its KV caches, kernels on): ``replay(token, pos)``
-    returns the logits [1, 1, V] of the step that feeds ``token`` at slot ``pos``, in a buffer the next replay
-    overwrites."""
+    """A captured one-token decode step of ``model`` (its KV caches, kernels on): ``replay(token, pos)`` (batch 1)
+    or ``replay_rows(tokens, positions)`` (the rows of a continuous batch) returns the step's logits [B, 1, V], in a
+    buffer the next replay overwrites."""
 
     def __init__(self, model: nn.Module, rec: _Recorder, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                 logits: torch.Tensor) -> None:
+                 logits: torch.Tensor, start: int, slots: tuple[torch.Tensor, ...]) -> None:
         self.model, self.x, self.cos, self.sin, self.logits = model, x, cos, sin, logits
+        self.start, self.slots = start, slots
         self.ops = torch.tensor(rec.ops, dtype=torch.int64)
         self.keep = rec.keep
         self.threads = torch.get_num_threads()
         self.capacity = model.caches[0].k.shape[2]
 
     @classmethod
-    @torch.inference_mode()
     def capture(cls, model: nn.Module, token: int, pos: int) -> tuple[torch.Tensor, DecodeGraph | None]:
         """Run the step that feeds ``token`` at slot ``pos`` eagerly (its logits [1, 1, V] are the first result, as
         ``model(ids, cache_start=pos, last_only=True)``) and return the graph of it, or None where the step cannot
         be replayed (no kernels, hooks, a PyTorch op between kernels: see the module's docstring)."""
         ids = torch.tensor([[token]], device=model.embed_tokens.weight.device)
-        x, cos, sin = model.embed(ids, cache_start=pos)
+        return cls._capture(model, ids, None, pos, None, ())
+
+    @classmethod
+    def capture_rows(cls, model: nn.Module, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+                     slots: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, DecodeGraph | None]:
+        """``capture`` for a continuous batch's decode step: row b feeds ``tokens[b]`` at RoPE position
+        ``positions[b]``; ``model.caches`` are the batch's slot caches, whose attention reads where each row writes
+        and how far it sees from ``slots`` = (write, visible), int64 buffers the caller rewrites in place before
+        each replay; ``mask`` is what PyTorch's attention would take instead."""
+        return cls._capture(model, tokens[:, None], positions[:, None], 0, mask, slots)
+
+    @classmethod
+    @torch.inference_mode()
+    def _capture(cls, model: nn.Module, ids: torch.Tensor, positions: torch.Tensor | None, start: int,
+                 mask: torch.Tensor | None, slots: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, DecodeGraph | None]:
+        x, cos, sin = model.embed(ids, positions, start)
+
+        def step() -> torch.Tensor:
+            return model.forward_embedded(x, cos, sin, attn_mask=mask, cache_start=start, last_only=True)
+
         if not _replayable(model, x):
-            return model.forward_embedded(x, cos, sin, cache_start=pos, last_only=True), None
+            return step(), None
         x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
-        rec = _Recorder((x, cos, sin))
+        rec = _Recorder((x, cos, sin, *slots))
         cpu_kernels._tls.recorder = rec
         try:
-            logits = model.forward_embedded(x, cos, sin, cache_start=pos, last_only=True)
+            logits = step()
         finally:
             cpu_kernels._tls.recorder = None
-        if not (rec.complete and rec.ops and rec.last is logits and rec.positions == {pos}):
+        if not (rec.complete and rec.ops and rec.last is logits and rec.positions == {start}):
             return logits, None
-        graph = cls(model, rec, x, cos, sin, logits)
+        graph = cls(model, rec, x, cos, sin, logits, start, slots)
         eager = logits.clone()
-        graph._run(pos)  # the same step again: it must give the same logits (and rewrites the same cache slot)
+        graph._run()  # the same step again: it must give the same logits (and rewrites the same cache slots)
         if not torch.equal(eager, logits):
             # Something outside the recorded calls shaped the step; put back what the replay wrote to the cache.
-            return model.forward_embedded(x, cos, sin, cache_start=pos, last_only=True), None
+            return step(), None
         return eager, graph
 
     @torch.inference_mode()
     def replay(self, token: int, pos: int) -> torch.Tensor | None:
         """The logits of the step feeding ``token`` at slot ``pos``, or None when this graph cannot run it (a slot
         past its caches, or torch's thread count changed): the caller runs the eager forward."""
-        if not 0 <= pos < self.capacity or torch.get_num_threads() != self.threads:
+        if self.slots or not 0 <= pos < self.capacity or torch.get_num_threads() != self.threads:
             return None
         model = self.model
         self.x[0, 0].copy_(model.embed_tokens.weight[token])
         self.cos[0, 0].copy_(model.rope_cos[pos])
         self.sin[0, 0].copy_(model.rope_sin[pos])
-        self._run(pos)
+        self.start = pos
+        self._run()
         return self.logits
 
-    def _run(self, pos: int) -> None:
-        cpu_kernels.replay(self.ops, pos)
+    @torch.inference_mode()
+    def replay_rows(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor | None:
+        """``capture_rows``' step for new ``tokens`` / ``positions`` [B] (the slot buffers already rewritten), or
+        None where this graph cannot run it (another row count, slots outside the caches, a new thread count)."""
+        b = self.x.shape[0]
+        if not self.slots or tokens.shape != (b,) or torch.get_num_threads() != self.threads:
+            return None
+        write, visible = self.slots
+        if int(write.min()) < 0 or int(write.max()) >= self.capacity or not 0 < int(visible.min()) <= int(
+                visible.max()) <= self.capacity:
+            return None
+        model = self.model
+        torch.index_select(model.embed_tokens.weight, 0, tokens, out=self.x.view(b, -1))
+        torch.index_select(model.rope_cos, 0, positions, out=self.cos.view(b, -1))
+        torch.index_select(model.rope_sin, 0, positions, out=self.sin.view(b, -1))
+        self._run()
+        return self.logits
+
+    def _run(self) -> None:
+        cpu_kernels.replay(self.ops, self.start)
 
 
 def _replayable(model: nn.Module, x: torch.Tensor) -> bool:
-    """Cheap checks before recording: kernels loaded, a one-row bf16 CPU step without autograd, no hooks anywhere
+    """Cheap checks before recording: kernels loaded, a one-token bf16 CPU step without autograd, no hooks anywhere
     (a hook may change what a module returns), and the model's caches in place."""
-    if not (cpu_kernels.usable_bf16(x) and x.shape[:2] == (1, 1) and model.caches):
+    if not (cpu_kernels.usable_bf16(x) and x.shape[1] == 1 and model.caches):
         return False
     nn_hooks = nn.modules.module
     if (nn_hooks._global_forward_hooks or nn_hooks._global_forward_pre_hooks

@@ -475,10 +475,11 @@ class ContinuousBatch:
         self._caches: list[_SlotCache] | None = None
         self._capacity = max(1, min(capacity, engine.max_len))
         self._kv = (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim)
-        # While one sequence runs alone, its steps replay a recorded one (nesso.decode_graph), as Engine.generate's
-        # do: (the row and the cache memory it was recorded on, the graph or None where there cannot be one). A
-        # graph serves whichever sequence holds that row: it reads the token and slot it is given.
-        self._graph: tuple[tuple[int, int, int], DecodeGraph | None] | None = None
+        # Decode steps replay recorded ones (nesso.decode_graph) on a CPU: one graph per step shape — a sequence
+        # alone in row r, or rows [0, hi) — and cache memory, None where the model allows none. A graph serves
+        # whichever sequences hold those rows: it reads the tokens and slots it is given.
+        self._graphs: dict[tuple, DecodeGraph | None] = {}
+        self._slot_buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # hi -> (write, visible) a graph reads
 
     # ---- public -------------------------------------------------------------------------------
     def sequence(self, prompt: list[int] | str, params: SamplingParams | None = None,
@@ -519,15 +520,14 @@ class ContinuousBatch:
         running = [r for r, s in enumerate(self.rows) if s is not None and not s.finish]
         if not running:
             return
-        if len(running) == 1 and self.engine.decode_graph and self.engine.device.type == "cpu":
+        graphs = self.engine.decode_graph and self.engine.device.type == "cpu"
+        if len(running) == 1 and graphs:
             r = running[0]
             logits = self._step_alone(r)
             if logits is not None:
                 self.cached[r].append(self.pending.pop(r))
                 self._sample_into(r, self.rows[r], logits[0, -1].float())
                 return
-        else:
-            self._graph = None
         hi = running[-1] + 1
         lengths = [len(self.cached[r]) for r in range(hi)]
         self._ensure_capacity(max(lengths[r] for r in running) + 1)
@@ -543,9 +543,19 @@ class ContinuousBatch:
         width = int(visible.max())
         mask = (torch.arange(width).unsqueeze(0) < visible.unsqueeze(1))[:, None, None, :]
         device = self.engine.device
-        self.plan.row, self.plan.write, self.plan.width = None, write.to(device), width
-        self.plan.visible = visible.to(device)
-        logits = self._forward(tokens.to(device), positions.to(device), mask.to(device), 0)[:, -1].float()
+        self.plan.row, self.plan.width = None, width
+        if graphs:  # the buffers a recorded step reads its rows' slots from, rewritten in place
+            slots = self._slot_buffers.setdefault(hi, (torch.empty(hi, dtype=torch.long), torch.empty(hi, dtype=torch.long)))
+            slots[0].copy_(write)
+            slots[1].copy_(visible)
+            self.plan.write, self.plan.visible = slots
+            out = self._step_rows(hi, tokens[:, 0], positions[:, 0], mask, slots)
+        else:
+            self.plan.write, self.plan.visible = write.to(device), visible.to(device)
+            out = None
+        if out is None:
+            out = self._forward(tokens.to(device), positions.to(device), mask.to(device), 0)
+        logits = out[:, -1].float()
         for r in running:
             self.cached[r].append(self.pending.pop(r))
             self._sample_into(r, self.rows[r], logits[r])
@@ -575,7 +585,7 @@ class ContinuousBatch:
         self.cached = [[] for _ in range(self.slots)]
         self.pending.clear()
         self._caches = None
-        self._graph = None
+        self._graphs.clear()
 
     # ---- internals ----------------------------------------------------------------------------
     def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
@@ -601,24 +611,41 @@ class ContinuousBatch:
             cap = min(limit, max(needed, 2 * cap))
             for c in self._caches:
                 c.grow(cap)
+            self._graphs.clear()  # recorded on the old cache memory
 
     def _step_alone(self, r: int) -> torch.Tensor | None:
         """The decode step of the one running sequence (row ``r``) through a recorded step: logits [1, 1, V], or
         None where no graph can run it (the caller takes the batched forward)."""
         pos = len(self.cached[r])
         self._ensure_capacity(pos + 1)
-        key = (r, self._caches[0].k.data_ptr(), self._caches[0].capacity)
-        if self._graph is not None and self._graph[0] == key:
-            graph = self._graph[1]
+        key = ("alone", r, self._caches[0].k.data_ptr(), self._caches[0].capacity)
+        if key in self._graphs:
+            graph = self._graphs[key]
             return None if graph is None else graph.replay(self.pending[r], pos)
         model = self.engine.model
         saved, saved_ids = model.caches, model.cached_ids
         model.caches = [KVCache.over(c.k[r:r + 1], c.v[r:r + 1]) for c in self._caches]  # the row, in place
         try:
-            logits, graph = DecodeGraph.capture(model, self.pending[r], pos)
+            logits, self._graphs[key] = DecodeGraph.capture(model, self.pending[r], pos)
         finally:
             model.caches, model.cached_ids = saved, saved_ids
-        self._graph = (key, graph)
+        return logits
+
+    def _step_rows(self, hi: int, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+                   slots: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor | None:
+        """The decode step of rows [0, hi) through a recorded step: logits [hi, 1, V], or None where no graph can
+        run it (the caller takes the eager forward)."""
+        key = ("rows", hi, self._caches[0].k.data_ptr(), self._caches[0].capacity)
+        if key in self._graphs:
+            graph = self._graphs[key]
+            return None if graph is None else graph.replay_rows(tokens, positions)
+        model = self.engine.model
+        saved, saved_ids = model.caches, model.cached_ids
+        model.caches = self._caches
+        try:
+            logits, self._graphs[key] = DecodeGraph.capture_rows(model, tokens, positions, mask, slots)
+        finally:
+            model.caches, model.cached_ids = saved, saved_ids
         return logits
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,

@@ -190,3 +190,32 @@ def test_a_sequence_running_alone_in_a_continuous_batch_replays_too(llama_tokeni
             if s.finish and s is not again:
                 batch.remove(s)
     assert other.finish == "length" and len(again.out) == 20 and len(replays) > before
+
+
+@needs_kernels
+def test_replay_rows_declines_other_row_counts_and_slots_outside_the_cache(llama_tokenizer):
+    from nesso.engine import ContinuousBatch, Engine, SamplingParams
+
+    cfg = ModelConfig(hidden_size=64, intermediate_size=160, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                      max_position_embeddings=256)
+    engine = Engine(maybe_quantize(build_model(cfg, dtype=torch.bfloat16, seed=3).eval(), "none"), llama_tokenizer)
+    engine.stop_ids = set()
+    batch = ContinuousBatch(engine, slots=2, capacity=32)
+    for text in ("Ciao", "Hello there"):
+        batch.add(batch.sequence(text, SamplingParams(max_tokens=8)))
+    batch.step()  # two rows: recorded
+    graph = next(g for key, g in batch._graphs.items() if key[0] == "rows")
+    assert graph is not None
+    tokens, positions = torch.tensor([5, 6]), torch.tensor([3, 4])
+    with torch.inference_mode():  # the batch made its slot buffers there
+        assert graph.replay_rows(torch.tensor([5]), positions[:1]) is None  # another row count
+        write, visible = graph.slots
+        saved = write.clone(), visible.clone()
+        write[1] = graph.capacity  # past the cache (its last column is the scratch one, capacity - 1)
+        assert graph.replay_rows(tokens, positions) is None
+        write.copy_(saved[0])
+        visible[0] = 0  # a row that sees nothing
+        assert graph.replay_rows(tokens, positions) is None
+        visible.copy_(saved[1])
+        assert graph.replay_rows(tokens, positions) is not None
+        assert graph.replay(5, 3) is None  # a rows graph is not a batch-1 one

@@ -57,7 +57,8 @@ def test_sequences_joining_mid_flight_decode_as_they_would_alone(engine):
 
 def test_with_the_decode_kernels_rows_decode_as_they_would_alone(engine, llama_tokenizer, monkeypatch):
     """bf16 with nesso's kernels: a batched step gives each row the numbers its own step would (per-row products,
-    attention at each row's length), so joining, leaving and idle rows change no one's tokens."""
+    attention at each row's length), so joining, leaving and idle rows change no one's tokens — eagerly or
+    replayed (nesso.decode_graph)."""
     import copy
 
     import torch
@@ -71,16 +72,20 @@ def test_with_the_decode_kernels_rows_decode_as_they_would_alone(engine, llama_t
     params = [SamplingParams(max_tokens=20), SamplingParams(max_tokens=16, temperature=0.9, seed=3),
               SamplingParams(max_tokens=25, repetition_penalty=1.3), SamplingParams(max_tokens=12)]
     alone = [fast.generate(p, sp) for p, sp in zip(PROMPTS, params)]
-    per_row = []
-    kernel = cpu_kernels.rope_cache_attention_bf16
+    from nesso.decode_graph import DecodeGraph
+
+    per_row, replays = [], []
+    kernel, replay_rows = cpu_kernels.rope_cache_attention_bf16, DecodeGraph.replay_rows
     monkeypatch.setattr(cpu_kernels, "rope_cache_attention_bf16",
                         lambda *a, rows=None: per_row.append(rows is not None) or kernel(*a, rows=rows))
+    monkeypatch.setattr(DecodeGraph, "replay_rows", lambda self, *a: replays.append(1) or replay_rows(self, *a))
     batch = ContinuousBatch(fast, slots=3, capacity=8)
     seqs = [batch.sequence(p, sp) for p, sp in zip(PROMPTS, params)]
     results = _drain(batch, list(seqs))
     for s, ref in zip(seqs, alone):
         assert results[id(s)].token_ids == ref.token_ids
     assert any(per_row)  # the batched steps took the kernel, rows at their own lengths
+    assert len(replays) > 10  # and, once recorded for a row count, replayed it
 
 
 def test_a_free_slot_serves_the_next_turn_from_its_cache(engine, llama_tokenizer):
