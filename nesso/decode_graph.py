@@ -1,4 +1,4 @@
-"""One batch-1 decode step, recorded once and replayed by a single C call per token (the CPU's CUDA graph).
+"""A decode step, recorded once and replayed by a single C call per token (the CPU's CUDA graph).
 
 With nesso's kernels every op of a one-token step of a bf16 or int8 model is a call into ``nesso.cpu_kernels``
 (norms, projections, RoPE + cache write + attention, residual adds), but getting from one call to the next through
@@ -6,7 +6,8 @@ the modules' Python costs ~60 us per layer: a fifth of a step of the 135M model,
 ``DecodeGraph.capture`` runs one step of ``Transformer.forward_embedded`` eagerly while the kernel wrappers report
 each call, and keeps the calls, their buffers and the step's output. ``replay`` writes the next token's embedding and
 RoPE rows into the captured input buffers and runs the calls again in C, attention at the new slot: same kernels,
-same buffers, same arithmetic, so the logits are bit for bit the eager step's.
+same buffers, same arithmetic, so the logits are bit for bit the eager step's. ``capture_rows`` / ``replay_rows``
+do the same for the rows of a continuous batch, each at its own slot, read from buffers the batch rewrites.
 
 A recording is only kept when it is the whole step: every activation a kernel read was an input of the step or the
 output of an earlier kernel call (a PyTorch op between two kernels, as a LoRA hook's add, leaves a tensor no call
@@ -14,7 +15,8 @@ wrote, and the capture is declined), the output is the last call's, and a replay
 eager logits exactly (which also catches an op that changed a kernel's output in place). Otherwise ``capture``
 returns None and the caller keeps the eager forward. A graph holds pointers to the model's weights and to the KV
 cache it was recorded on, and is valid while they stay where they are: ``Engine`` drops it when the generation
-ends, ``ContinuousBatch`` keys it on the slot and the cache's memory (any sequence in that slot can replay it).
+ends, ``ContinuousBatch`` keys it on the step's shape (a slot alone, or a row count) and the cache's memory (any
+sequences in those rows can replay it).
 """
 
 from __future__ import annotations
