@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -622,13 +623,8 @@ class ContinuousBatch:
         if key in self._graphs:
             graph = self._graphs[key]
             return None if graph is None else graph.replay(self.pending[r], pos)
-        model = self.engine.model
-        saved, saved_ids = model.caches, model.cached_ids
-        model.caches = [KVCache.over(c.k[r:r + 1], c.v[r:r + 1]) for c in self._caches]  # the row, in place
-        try:
+        with self._model_on([KVCache.over(c.k[r:r + 1], c.v[r:r + 1]) for c in self._caches]) as model:  # the row
             logits, self._graphs[key] = DecodeGraph.capture(model, self.pending[r], pos)
-        finally:
-            model.caches, model.cached_ids = saved, saved_ids
         return logits
 
     def _step_rows(self, hi: int, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
@@ -639,22 +635,23 @@ class ContinuousBatch:
         if key in self._graphs:
             graph = self._graphs[key]
             return None if graph is None else graph.replay_rows(tokens, positions)
-        model = self.engine.model
-        saved, saved_ids = model.caches, model.cached_ids
-        model.caches = self._caches
-        try:
+        with self._model_on(self._caches) as model:
             logits, self._graphs[key] = DecodeGraph.capture_rows(model, tokens, positions, mask, slots)
-        finally:
-            model.caches, model.cached_ids = saved, saved_ids
         return logits
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  start: int) -> torch.Tensor:
+        with self._model_on(self._caches) as model:
+            return model(ids, positions=positions, attn_mask=mask, cache_start=start, last_only=True)
+
+    @contextmanager
+    def _model_on(self, caches: list) -> Iterator[Transformer]:
+        """The engine's model with ``caches`` (the slot caches, or views of them) standing in for its own."""
         model = self.engine.model
         saved, saved_ids = model.caches, model.cached_ids
-        model.caches = self._caches  # the slot caches stand in for the model's own during this forward
+        model.caches = caches
         try:
-            return model(ids, positions=positions, attn_mask=mask, cache_start=start, last_only=True)
+            yield model
         finally:
             model.caches, model.cached_ids = saved, saved_ids
 
