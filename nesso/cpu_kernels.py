@@ -171,6 +171,20 @@ static float dot_bf16(const bf16_t *w, const bf16_t *x, int64_t k) {
     return s + t;
 }
 
+/* In a dispatcher over rows (2..8) activation rows: F(w, x, k, R, out) with R the constant rows, so that F's loops
+   over rows unroll and its accumulators stay in registers; returns from the dispatcher. */
+#define NK_BY_ROWS(F)                                                                                              \
+    switch (rows) {                                                                                                \
+    case 2: F(w, x, k, 2, out); return;                                                                            \
+    case 3: F(w, x, k, 3, out); return;                                                                            \
+    case 4: F(w, x, k, 4, out); return;                                                                            \
+    case 5: F(w, x, k, 5, out); return;                                                                            \
+    case 6: F(w, x, k, 6, out); return;                                                                            \
+    case 7: F(w, x, k, 7, out); return;                                                                            \
+    case 8: F(w, x, k, 8, out); return;                                                                            \
+    default: break;                                                                                                \
+    }
+
 #if defined(NK_AVX512) && defined(__AVX512BF16__)
 /* dot_bf16 of one weight row with R activation rows (row stride k) at once, bit for bit dot_bf16's result for each
    (the same two accumulators, steps, reduction and tail per row); each weight vector is loaded once for the R rows.
@@ -208,16 +222,7 @@ static inline __attribute__((always_inline)) void dot_bf16_n(const bf16_t *w, co
    share each weight load. */
 static void dot_bf16_rows(const bf16_t *w, const bf16_t *x, int64_t k, int rows, float *out) {
 #if defined(NK_AVX512) && defined(__AVX512BF16__)
-    switch (rows) {
-    case 2: dot_bf16_n(w, x, k, 2, out); return;
-    case 3: dot_bf16_n(w, x, k, 3, out); return;
-    case 4: dot_bf16_n(w, x, k, 4, out); return;
-    case 5: dot_bf16_n(w, x, k, 5, out); return;
-    case 6: dot_bf16_n(w, x, k, 6, out); return;
-    case 7: dot_bf16_n(w, x, k, 7, out); return;
-    case 8: dot_bf16_n(w, x, k, 8, out); return;
-    default: break;
-    }
+    NK_BY_ROWS(dot_bf16_n);
 #endif
     for (int m = 0; m < rows; m++) out[m] = dot_bf16(w, x + m * k, k);
 }
@@ -291,16 +296,7 @@ static inline __attribute__((always_inline)) void dot_q8_n(const int8_t *w, cons
 /* out[m] = dot_q8(w, x + m * k, k) for rows <= 8 activation rows, sharing each weight load. */
 static void dot_q8_rows(const int8_t *w, const int16_t *x, int64_t k, int rows, float *out) {
 #ifdef NK_AVX512
-    switch (rows) {
-    case 2: dot_q8_n(w, x, k, 2, out); return;
-    case 3: dot_q8_n(w, x, k, 3, out); return;
-    case 4: dot_q8_n(w, x, k, 4, out); return;
-    case 5: dot_q8_n(w, x, k, 5, out); return;
-    case 6: dot_q8_n(w, x, k, 6, out); return;
-    case 7: dot_q8_n(w, x, k, 7, out); return;
-    case 8: dot_q8_n(w, x, k, 8, out); return;
-    default: break;
-    }
+    NK_BY_ROWS(dot_q8_n);
 #endif
     for (int m = 0; m < rows; m++) out[m] = dot_q8(w, x + m * k, k);
 }
@@ -567,9 +563,9 @@ int nesso_rope_cache_attention_bf16(const bf16_t *q, int64_t qs, const bf16_t *k
                                     float scale, bf16_t *y, int threads, const int64_t *write,
                                     const int64_t *visible) {
     const int64_t group = heads / kv_heads;
-    int64_t s = pos + 1;
+    int64_t s_max = pos + 1;  /* the longest row: whether the heads are worth threads */
     if (visible)
-        for (int64_t m = 0; m < b; m++) s = m == 0 || visible[m] > s ? visible[m] : s;
+        for (int64_t m = 0; m < b; m++) s_max = m == 0 || visible[m] > s_max ? visible[m] : s_max;
     for (int64_t m = 0; m < b; m++)
         for (int64_t j = 0; j < kv_heads; j++) {
             const int64_t slot = ((m * kv_heads + j) * cap + (write ? write[m] : pos)) * d;
@@ -578,7 +574,7 @@ int nesso_rope_cache_attention_bf16(const bf16_t *q, int64_t qs, const bf16_t *k
         }
     int err = 0;
     (void)threads;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && s * b * heads >= 16384)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && s_max * b * heads >= 16384)
     for (int64_t bh = 0; bh < b * heads; bh++) {
         const int64_t m = bh / heads, j = bh % heads, s = visible ? visible[m] : pos + 1;
         const bf16_t *kh = kc + (m * kv_heads + j / group) * cap * d, *vh = vc + (m * kv_heads + j / group) * cap * d;
@@ -614,7 +610,8 @@ int nesso_add_bf16(const bf16_t *a, const bf16_t *b, int64_t n, bf16_t *y) {
 
 /* A recorded decode step (nesso.decode_graph): n ops of NK_OP_WORDS int64 each, [kind, arg 0, arg 1, ...] with the
    arguments of the kernel the op calls in order (pointers as integers, a float as its bits), run in order. Every
-   attention op attends at slot pos instead of the recorded one. Returns the first failing kernel's code. */
+   attention op takes pos as its slot instead of the recorded one (ops with per-row write / visible buffers read
+   those instead). Returns the first failing kernel's code. */
 #define NK_OP_WORDS 24
 static inline float nk_f32(int64_t bits) { uint32_t u = (uint32_t)bits; float f; memcpy(&f, &u, 4); return f; }
 #define P(i) ((void *)(intptr_t)a[(i) + 1])
@@ -910,7 +907,7 @@ def rope_cache_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         write, visible = rows
         if any(r.dtype != torch.int64 or r.shape != (b,) or not r.is_cpu or not r.is_contiguous() for r in rows):
             return None
-        if not all(0 <= w < shape[2] and 0 < s <= shape[2] for w, s in zip(write.tolist(), visible.tolist())):
+        if not slots_fit(write, visible, shape[2]):
             return None
         write_ptr, visible_ptr = write.data_ptr(), visible.data_ptr()
     y = torch.empty(b, 1, n, dtype=bf16)
@@ -919,9 +916,15 @@ def rope_cache_attention_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             1.0 / d ** 0.5, y.data_ptr(), torch.get_num_threads(), write_ptr, visible_ptr)
     if _lib.nesso_rope_cache_attention_bf16(*args) != 0:  # type: ignore[union-attr]
         raise MemoryError("nesso_rope_cache_attention_bf16 could not allocate its buffers")
-    if _tls.recorder is not None:  # per-row slots are not a step input a replay rewrites: such a step is declined
+    if _tls.recorder is not None:  # per-row slots are read too: a recording keeps them only as the step's inputs
         _tls.recorder(OP_ROPE_CACHE_ATTENTION_BF16, args, (q, k, v, cos, sin, *(rows or ())), y)
     return y
+
+
+def slots_fit(write: torch.Tensor, visible: torch.Tensor, slots: int) -> bool:
+    """Whether per-row attention slots stay inside a cache of ``slots`` columns: every row writes at a slot in
+    [0, slots) and sees between 1 and ``slots`` of them (the kernel reads them unchecked)."""
+    return all(0 <= w < slots and 0 < s <= slots for w, s in zip(write.tolist(), visible.tolist()))
 
 
 def add_bf16(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -147,9 +147,7 @@ class DecodeGraph:
         b = self.x.shape[0]
         if not self.slots or tokens.shape != (b,) or torch.get_num_threads() != self.threads:
             return None
-        write, visible = self.slots
-        if int(write.min()) < 0 or int(write.max()) >= self.capacity or not 0 < int(visible.min()) <= int(
-                visible.max()) <= self.capacity:
+        if not cpu_kernels.slots_fit(*self.slots, self.capacity):
             return None
         model = self.model
         torch.index_select(model.embed_tokens.weight, 0, tokens, out=self.x.view(b, -1))

@@ -319,12 +319,12 @@ def count_labelled(batch: Batch) -> int:
     return int((batch["labels"] != IGNORE_INDEX).sum())
 
 
-def count_loss_tokens(batch: Batch) -> int:
-    """What a micro-batch's summed loss is divided by: its target tokens, or ``num_loss_tokens`` when a loss
-    normalises by something else (e.g. DPO: the number of preference pairs)."""
+def count_loss_tokens(batch: Batch, labelled: int) -> int:
+    """What a micro-batch's summed loss is divided by: its ``labelled`` (``count_labelled``) target tokens, or
+    ``num_loss_tokens`` when a loss normalises by something else (e.g. DPO: the number of preference pairs)."""
     if "num_loss_tokens" in batch:
         return int(batch["num_loss_tokens"])
-    return count_labelled(batch)
+    return labelled
 
 
 # ---- optimizer ----------------------------------------------------------------------------------------------
@@ -388,15 +388,15 @@ class Trainer:
     # -- one optimizer step ---------------------------------------------------------------------------------
     def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
         model, dev = self.model, self.dist.device
-        local_tokens = sum(count_loss_tokens(b) for b in micro_batches)
+        labelled_counts = [count_labelled(b) for b in micro_batches]
+        local_tokens = sum(count_loss_tokens(b, n) for b, n in zip(micro_batches, labelled_counts))
         global_tokens = int(all_reduce_sum(torch.tensor([local_tokens], dtype=torch.float64, device=dev)).item())
         if global_tokens == 0:
             raise NessoError(f"step {self.step + 1}: the batch has no target tokens (every label is -100)")
         scale = self.dist.world / global_tokens  # FSDP averages gradients over ranks; undo that, divide by tokens
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
-        attended = labelled = 0
+        attended = 0
         for batch in micro_batches:
-            labelled += count_labelled(batch)
             # packed samples' spans from the host copy, once for the loss and the FLOPs (no device sync)
             spans = document_spans(batch["doc_ids"]) if "doc_ids" in batch and "attn_mask" not in batch else None
             attended += attended_pairs(batch, spans)
@@ -418,7 +418,7 @@ class Trainer:
         inputs = sum(b["input_ids"].numel() for b in micro_batches) * self.dist.world
         self.tokens_seen += inputs
         return {"loss": loss_total / global_tokens, "lr": lr, "grad_norm": grad_norm, "tokens": inputs,
-                "attended": attended * self.dist.world, "labelled": labelled * self.dist.world}
+                "attended": attended * self.dist.world, "labelled": sum(labelled_counts) * self.dist.world}
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]

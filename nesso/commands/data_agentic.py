@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_agentic(args: argparse.Namespace) -> int:
     from nesso.agentic_data import write_dataset
+    from nesso.agentic_data.generator import SPLITS
 
     info = write_dataset(args.out, n=args.n, seed=args.seed, heldout_fraction=args.heldout_fraction,
                          overwrite=args.force, shipped=args.shipped, synthetic=args.synthetic)
@@ -50,7 +51,7 @@ def cmd_agentic(args: argparse.Namespace) -> int:
         cats = ", ".join(f"{k} {v}" for k, v in s["by_category"].items())
         langs = ", ".join(f"{k} {v}" for k, v in s["by_lang"].items())
         print(f"{split:8s} {s['rows']:6d} rows, {s['calls']} calls ({langs}; {cats})")
-    extra = "".join(f", {s}.jsonl" for s in info["splits"] if s not in ("train", "heldout"))
+    extra = "".join(f", {s}.jsonl" for s in info["splits"] if s not in SPLITS)
     print(f"{info['tools']} tools in {len(info['domains'])} domains, {len(info['heldout_tools'])} held out; "
           f"wrote {Path(args.out) / 'train.jsonl'}, heldout.jsonl{extra}, stats.json")
     return 0
