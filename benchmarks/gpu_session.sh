@@ -3,7 +3,7 @@
 # H100/H200 (python3 with CUDA torch, transformers; no internet). From the repository root:
 #   bash benchmarks/gpu_session.sh checks    # attention kernels, FSDP2, MFU vs HF, LoRA SFT vs PEFT, CUDA smoke tests
 #   bash benchmarks/gpu_session.sh train     # SFT of the embedded adapter + FC benchmark + 1,000 constrained runs
-#   bash benchmarks/gpu_session.sh mix       # two SFT runs with made-up-tool rows, one after the other (issue 10)
+#   bash benchmarks/gpu_session.sh mix       # two SFT runs with 6,400 / 16,000 made-up-tool rows (issue 10)
 # Results go to $OUT (default runs/gpu). Each step is time-boxed so that one failure leaves the others' results.
 # `train` sizes the run to TRAIN_SECONDS from a short probe of the real recipe (rows = budget × tok/s / tokens per row).
 # Run 2026-11-26 on an H200 with TRAIN_SECONDS=170 → 9,861 rows × 2 epochs (recipes/nesso-smollm2-agentic-gpu.yaml
@@ -85,18 +85,19 @@ EOF
         --compare-constrained --out "$OUT/fc-base"
     ;;
 mix)
-    # One epoch of the regular train rows plus 6,400 rows over made-up tools (A), then A's data plus 2,000 rows for
-    # nesso's own tools (B). ~140 s each at the 102k tok/s of 2026-11-26 (the 2026-11-27 session ran both side by
-    # side at 29k tok/s each, before packed rows took the masked attention on GPUs, and got neither to its end).
+    # Does a mix with many made-up tools carry the adapter to unseen tools (issue 10)? Two SFT runs, one after the
+    # other, each one epoch at the shipped recipe's step shape: B = the regular train rows + 6,400 rows over made-up
+    # tools + 2,000 rows for nesso's own tools (473 steps, about the shipped adapter's 470: same compute, other
+    # data); C = the same with 16,000 made-up-tool rows. ~150 s and ~220 s at the 102k tok/s of 2026-11-26.
     # An adapter is kept every 100 steps, so a run cut short still returns one. Each run's adapter and log come back
     # as <=15 MB pieces of one tar in $OUT.
     common=(--set data.max_rows=1000000 --set train.epochs=1 --set train.log_every=20 --set train.ckpt_every=100
             --fresh)
-    step mix-a 240 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-a \
-        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic]'
-    step mix-b 240 $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" --out runs/gpu-mix-b \
-        --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic, agentic:2000:0:shipped]'
-    for r in a b; do
+    step mix-b ${MIX_B_SECONDS:-230} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" \
+        --out runs/gpu-mix-b --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic, agentic:2000:0:shipped]'
+    step mix-c ${MIX_C_SECONDS:-290} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" \
+        --out runs/gpu-mix-c --set 'data.train=[agentic:16000:0, agentic:16000:0:synthetic, agentic:2000:0:shipped]'
+    for r in b c; do
         d=final
         [ -d runs/gpu-mix-$r/final ] || d=checkpoints/$(cat runs/gpu-mix-$r/checkpoints/latest 2>/dev/null)/hf
         [ -d runs/gpu-mix-$r/$d ] && tar -C runs/gpu-mix-$r -cf - "$d" train_log.jsonl |
