@@ -188,21 +188,64 @@ class Engine:
             on_finish(self._result(seq, time.perf_counter() - start))
 
     def generate_batch(self, prompts: list[list[int] | str], params: SamplingParams | list[SamplingParams] | None = None,
-                       constraints: list[Constraint | None] | None = None) -> list[Generation]:
+                       constraints: list[Constraint | None] | None = None, slots: int | None = None,
+                       on_done: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+        """Generations for ``prompts``, in order. On a CPU several prompts go through a ContinuousBatch of ``slots``
+        rows (default: all of them): each prompt is prefilled whole and alone and a finished row takes the next
+        prompt at once, so with nesso's bf16 or int8 kernels a prompt gets exactly the tokens ``generate`` gives it
+        on a fresh cache, whichever prompts share its steps. Elsewhere prompts run ``slots`` at a time, left-padded
+        (a row's bf16 numbers then depend on its batch-mates). ``on_done(i, generation)`` follows each finish."""
         if not prompts:
             return []
         plist = params if isinstance(params, list) else [params or SamplingParams()] * len(prompts)
         clist = constraints or [None] * len(prompts)
-        seqs = [_Sequence(self._ids(p), sp, c, self.tokenizer) for p, sp, c in zip(prompts, plist, clist)]
-        start = time.perf_counter()
-        for _ in self._run(seqs):
-            pass
-        elapsed = time.perf_counter() - start
-        return [self._result(s, elapsed) for s in seqs]
+        if len(plist) != len(prompts) or len(clist) != len(prompts):
+            raise NessoError(f"{len(prompts)} prompts need as many sampling parameters and constraints "
+                             f"(got {len(plist)} and {len(clist)})")
+        slots = max(1, min(slots or len(prompts), len(prompts)))
+        if len(prompts) > 1 and self.device.type == "cpu":
+            return self._generate_continuous(prompts, plist, clist, slots, on_done)
+        results: list[Generation] = []
+        for start in range(0, len(prompts), slots):
+            seqs = [_Sequence(self._ids(p), sp, c, self.tokenizer)
+                    for p, sp, c in zip(prompts[start:start + slots], plist[start:start + slots],
+                                        clist[start:start + slots])]
+            t0 = time.perf_counter()
+            for _ in self._run(seqs):
+                pass
+            elapsed = time.perf_counter() - t0
+            for s in seqs:
+                results.append(self._result(s, elapsed))
+                if on_done:
+                    on_done(len(results) - 1, results[-1])
+        return results
 
-    def step_batch(self, seqs: list[_Sequence]) -> Iterator[None]:
-        """Advance several sequences together, yielding after each decode step (used by the server)."""
-        return self._run(seqs)
+    def _generate_continuous(self, prompts: list[list[int] | str], plist: list[SamplingParams],
+                             clist: list[Constraint | None], slots: int,
+                             on_done: Callable[[int, Generation], None] | None) -> list[Generation]:
+        ids = [self._ids(p) for p in prompts]
+        # Room for the longest prompt and its budget from the start: a cache that grows drops the recorded steps.
+        room = max(len(i) + sp.max_tokens for i, sp in zip(ids, plist))
+        batch = ContinuousBatch(self, slots=slots, capacity=min(self.max_len, room + 1), reuse_prefix=False)
+        seqs = [batch.sequence(i, sp, c) for i, sp, c in zip(ids, plist, clist)]
+        results: list[Generation | None] = [None] * len(seqs)
+        waiting, running = list(range(len(seqs)))[::-1], {}
+        while waiting or running:
+            while waiting and batch.free:
+                i = waiting.pop()
+                batch.add(seqs[i])
+                running[i] = seqs[i]
+            batch.step()
+            for i in [i for i, s in running.items() if s.finish]:
+                seq = running.pop(i)
+                error = batch.error(seq)
+                if error:
+                    raise NessoError(error)
+                results[i] = batch.result(seq)
+                batch.remove(seq)
+                if on_done:
+                    on_done(i, results[i])
+        return results  # type: ignore[return-value]
 
     # ---- internals --------------------------------------------------------------------------------
     def _ids(self, prompt: list[int] | str) -> list[int]:
@@ -461,10 +504,13 @@ class ContinuousBatch:
 
     REUSE_MIN = 16  # a shorter shared prefix is not worth a higher slot (idle rows below it cost compute)
 
-    def __init__(self, engine: Engine, slots: int = 8, capacity: int = 256) -> None:
+    def __init__(self, engine: Engine, slots: int = 8, capacity: int = 256, reuse_prefix: bool = True) -> None:
         if slots < 1:
             raise NessoError(f"a batch needs at least one slot (got {slots})")
         self.engine, self.slots = engine, slots
+        # False: every prompt is prefilled whole. A prefill split at a reused prefix rounds differently in bf16
+        # (other matrix shapes), so a prompt's tokens would depend on which prompt held its slot before.
+        self.reuse_prefix = reuse_prefix
         self.rows: list[_Sequence | None] = [None] * slots
         self.cached: list[list[int]] = [[] for _ in range(slots)]  # ids whose K/V fill each row's columns
         self.pending: dict[int, int] = {}  # row -> sampled token not yet fed to the model
@@ -593,6 +639,8 @@ class ContinuousBatch:
         free = [r for r, s in enumerate(self.rows) if s is None]
         if not free:
             raise NessoError("no free slot in the batch")
+        if not self.reuse_prefix:
+            return free[0], 0
         reuse = {r: min(_common_prefix(self.cached[r], prompt), len(prompt) - 1) for r in free}
         best = max(free, key=lambda r: (reuse[r], -r))
         if reuse[best] < self.REUSE_MIN:

@@ -136,3 +136,41 @@ def test_prefix_reuse_gives_the_same_tokens(engine, tiny_model, llama_tokenizer)
     other = Engine(tiny_model, llama_tokenizer)  # a second engine on the same model sees the same cache state
     engine.generate(PROMPTS[2], SamplingParams(max_tokens=4))
     assert other.generate(extended, SamplingParams(max_tokens=8)).token_ids == fresh.token_ids
+
+
+QUESTIONS = ["Write a short poem about the sea.", "Che cos'è la fotosintesi? Spiegalo in breve.",
+             "List three uses of copper.", "Explain how a bicycle works to a child who is seven years old.", "Ciao!",
+             "What is 2+2?", "Descrivi Milano in tre frasi.", "Tell me a joke about cats."]
+
+
+def test_a_cpu_batch_gives_each_prompt_its_own_tokens_whatever_its_batch_mates(smollm_bf16):
+    """generate_batch on a CPU runs a ContinuousBatch that prefills every prompt whole: with the bf16 kernels each
+    prompt gets exactly the tokens generate gives it on a fresh cache, for any number of slots and any order, and
+    on_done reports each one. (Left-padded rows, or a prefill split at a prefix another prompt left in the slot —
+    these prompts share the chat template's system turn — change some of these greedy outputs.)"""
+    import copy
+
+    from nesso import cpu_kernels
+    from nesso.quantize import maybe_quantize
+
+    if not cpu_kernels.available():
+        pytest.skip("no C compiler: the kernels are off")
+    tok = smollm_bf16.tokenizer
+    fast = Engine(maybe_quantize(copy.deepcopy(smollm_bf16.model), "none"), tok)
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True) for q in QUESTIONS]
+    params = SamplingParams(max_tokens=40)
+    alone = []
+    for p in prompts:
+        fast.model.cached_ids = []  # a fresh cache: no prefix reused from the previous prompt
+        alone.append(fast.generate(p, params).token_ids)
+    for slots, order in ((3, list(range(8))), (8, list(range(8))), (2, list(range(8))[::-1])):
+        done: list[int] = []
+        got = fast.generate_batch([prompts[i] for i in order], params, slots=slots,
+                                  on_done=lambda i, g, done=done: done.append(i))
+        assert [g.token_ids for g in got] == [alone[i] for i in order], (slots, order)
+        assert sorted(done) == list(range(8))
+
+
+def test_generate_batch_wants_one_parameter_set_per_prompt(engine):
+    with pytest.raises(NessoError, match="3 prompts need as many"):
+        engine.generate_batch(PROMPTS, [SamplingParams(max_tokens=2)] * 2)

@@ -209,16 +209,17 @@ class NessoTarget:
         params = SamplingParams(max_tokens=self.max_tokens, temperature=0.0)
         compiler = compiler_for(tok, model.config.vocab_size) if self.constrained else None
         out: list[Prediction | None] = [None] * len(turns)
-        order = sorted(range(len(turns)), key=lambda i: len(prompts[i]), reverse=True)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            constraints = [compiler.for_tools(turns[i][1], "auto", parallel=True) if compiler else None
-                           for i in chunk]
-            gens = self.engine.generate_batch([prompts[i] for i in chunk], params, constraints)
-            for i, g in zip(chunk, gens):
-                out[i] = prediction_from_text(g.text, turns[i][1], g.seconds, g.completion_tokens)
+        order = sorted(range(len(turns)), key=lambda i: len(prompts[i]), reverse=True)  # less padding off a CPU
+        constraints = [compiler.for_tools(turns[i][1], "auto", parallel=True) if compiler else None for i in order]
+
+        def done(k: int, g: Any) -> None:
+            i = order[k]
+            out[i] = prediction_from_text(g.text, turns[i][1], g.seconds, g.completion_tokens)
             if self.progress:
-                self.progress(len(chunk))
+                self.progress(1)
+
+        self.engine.generate_batch([prompts[i] for i in order], params, constraints, slots=self.batch_size,
+                                   on_done=done)
         return out  # type: ignore[return-value]
 
 

@@ -228,13 +228,14 @@ class NessoLM(TemplateLM):
                 raise NessoError(f"max_gen_toks={params.max_tokens} leaves no room for a prompt in the model's "
                                  f"{self.max_length}-token context")
             prompts = {i: self.tok_encode(requests[i].args[0])[-budget:] or [self.prefix_token_id] for i in indices}
-            order = sorted(indices, key=lambda i: len(prompts[i]), reverse=True)
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                for i, gen in zip(chunk, self.engine.generate_batch([prompts[i] for i in chunk], params)):
-                    out[i] = gen.text
-                    self.cache_hook.add_partial("generate_until", requests[i].args, gen.text)
-                bar.update(len(chunk))
+            order = sorted(indices, key=lambda i: len(prompts[i]), reverse=True)  # less padding off a CPU
+
+            def done(k: int, gen: Any, order: list[int] = order) -> None:
+                out[order[k]] = gen.text
+                self.cache_hook.add_partial("generate_until", requests[order[k]].args, gen.text)
+                bar.update(1)
+
+            self.engine.generate_batch([prompts[i] for i in order], params, slots=self.batch_size, on_done=done)
         bar.close()
         return out  # type: ignore[return-value]
 
