@@ -99,31 +99,36 @@ def validity(engine: Engine, rows: list[dict], n: int, batch: int, seed: int, ma
             jobs.append((kind, row, "required", comp.for_tools(tools, "required", parallel=kind == "required")))
     valid, finished, calls, started = 0, 0, 0, time.perf_counter()
     failures = []
-    for start in range(0, len(jobs), batch):
-        chunk = jobs[start:start + batch]
-        prompts = [prompt_for(engine.tokenizer, row, kind != "json") for kind, row, _, _ in chunk]
-        outs = engine.generate_batch(prompts, SamplingParams(max_tokens=max_tokens), [c for *_, c in chunk])
-        for (kind, row, spec, _), out in zip(chunk, outs):
-            finished += out.finish_reason == "stop"
-            ok = False
-            if kind == "json":
-                try:
-                    jsonschema.validate(json.loads(out.text), spec)
-                    ok = True
-                except (json.JSONDecodeError, jsonschema.ValidationError):
-                    pass
-            else:
-                parsed = parse_tool_calls(out.text, row["tools"])
-                calls += len(parsed.calls)
-                ok = bool(parsed.calls) and not parsed.errors
-                if kind == "named":
-                    ok = ok and all(c.name == spec["function"]["name"] for c in parsed.calls)
-            valid += ok
-            if not ok:
-                failures.append((kind, out.finish_reason, out.text))
-        done = start + len(chunk)
-        if done % 100 < batch:
-            print(f"    {done}/{n}: {valid} valid, {time.perf_counter() - started:.0f} s", flush=True)
+    prompts = [prompt_for(engine.tokenizer, row, kind != "json") for kind, row, _, _ in jobs]
+    generated = 0
+
+    def progress(i: int, _: object) -> None:
+        nonlocal generated
+        generated += 1
+        if generated % 100 == 0:
+            print(f"    {generated}/{n} generated, {time.perf_counter() - started:.0f} s", flush=True)
+
+    # One continuous batch of `batch` rows over all the jobs (a finished row takes the next job at once).
+    outs = engine.generate_batch(prompts, SamplingParams(max_tokens=max_tokens), [c for *_, c in jobs], slots=batch,
+                                 on_done=progress)
+    for (kind, row, spec, _), out in zip(jobs, outs):
+        finished += out.finish_reason == "stop"
+        ok = False
+        if kind == "json":
+            try:
+                jsonschema.validate(json.loads(out.text), spec)
+                ok = True
+            except (json.JSONDecodeError, jsonschema.ValidationError):
+                pass
+        else:
+            parsed = parse_tool_calls(out.text, row["tools"])
+            calls += len(parsed.calls)
+            ok = bool(parsed.calls) and not parsed.errors
+            if kind == "named":
+                ok = ok and all(c.name == spec["function"]["name"] for c in parsed.calls)
+        valid += ok
+        if not ok:
+            failures.append((kind, out.finish_reason, out.text))
     secs = time.perf_counter() - started
     print(f"(b) {valid}/{n} constrained outputs parse and validate ({finished} ended by the grammar/eos, "
           f"{n - finished} reached max_tokens={max_tokens}); {calls} tool calls; {secs:.0f} s")
