@@ -173,6 +173,17 @@ def test_heldout_phrasing_templates_never_in_train_rows(rows):
     assert checked >= 20
 
 
+def test_heldout_small_talk_never_in_train_rows_and_varied():
+    from nesso.agentic_data import chat
+
+    held = chat.SMALL_TALK[-chat.HELDOUT_SMALL_TALK:]
+    assert len(held) >= 10  # the benchmark's small-talk irrelevance cases draw from these: not a few repeated ones
+    user_text = {m["content"] for r in generate(1000, seed=0)["train"] for m in r["messages"] if m["role"] == "user"}
+    for question, _ in held:
+        assert question.en not in user_text and question.it not in user_text, question.en
+    assert {q.it for q, _ in chat.SMALL_TALK[:-chat.HELDOUT_SMALL_TALK]} & user_text  # train rows use the others
+
+
 def test_heldout_rows_are_about_heldout_tools(rows):
     assert len(rows["heldout"]) == round(N * 0.2)
     with_calls = [r for r in rows["heldout"] if r["category"] not in ("structured_json", "irrelevance")]

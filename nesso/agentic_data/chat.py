@@ -47,7 +47,7 @@ def combine_answers(c: Ctx, answers: list[str]) -> str:
 
 
 # ---- requests answered without tools (irrelevance) -------------------------------------------------------
-# (user, answer) per language. The last three appear only in held-out rows.
+# (user, answer) per language. The last HELDOUT_SMALL_TALK appear only in held-out rows.
 SMALL_TALK: list[tuple[L, L]] = [
     (L("Who wrote The Divine Comedy?", "Chi ha scritto la Divina Commedia?"),
      L("Dante Alighieri wrote it, in the early 14th century.", "L'ha scritta Dante Alighieri, all'inizio del Trecento.")),
@@ -81,8 +81,24 @@ SMALL_TALK: list[tuple[L, L]] = [
     (L("Can you recommend a good habit for better sleep?", "Mi consigli una buona abitudine per dormire meglio?"),
      L("Keep a regular schedule: go to bed and get up at the same time every day, weekends included.",
        "Mantieni orari regolari: vai a letto e alzati alla stessa ora ogni giorno, anche nel fine settimana.")),
+    (L("At what temperature does water boil at sea level?", "A che temperatura bolle l'acqua al livello del mare?"),
+     L("At 100 °C (212 °F).", "A 100 °C.")),
+    (L("Who was the first person to walk on the Moon?", "Chi è stato il primo uomo a camminare sulla Luna?"),
+     L("Neil Armstrong, in July 1969, during the Apollo 11 mission.",
+       "Neil Armstrong, nel luglio 1969, con la missione Apollo 11.")),
+    (L("Suggest a name for a black cat.", "Suggeriscimi un nome per un gatto nero."),
+     L("How about \"Pepper\"? \"Shadow\" and \"Licorice\" work too.",
+       "Che ne dici di \"Pece\"? Vanno bene anche \"Ombra\" e \"Liquirizia\".")),
+    (L("What's the largest planet in the solar system?", "Qual è il pianeta più grande del sistema solare?"),
+     L("Jupiter.", "Giove.")),
+    (L("Good morning! How are you?", "Buongiorno! Come stai?"),
+     L("Good morning! I'm fine, thanks. How can I help you today?",
+       "Buongiorno! Sto bene, grazie. Come posso aiutarti oggi?")),
+    (L("How many legs does a spider have?", "Quante zampe ha un ragno?"), L("Eight.", "Otto.")),
+    (L("What's the opposite of \"ancient\"?", "Qual è il contrario di \"antico\"?"),
+     L("\"Modern\".", "\"Moderno\".")),
 ]
-HELDOUT_SMALL_TALK = 3
+HELDOUT_SMALL_TALK = 10
 
 
 def _or(items: list[str], lang: str) -> str:
