@@ -592,7 +592,9 @@ class ContinuousBatch:
         device = self.engine.device
         self.plan.row, self.plan.width = None, width
         if graphs:  # the buffers a recorded step reads its rows' slots from, rewritten in place
-            slots = self._slot_buffers.setdefault(hi, (torch.empty(hi, dtype=torch.long), torch.empty(hi, dtype=torch.long)))
+            slots = self._slot_buffers.get(hi)
+            if slots is None:
+                slots = self._slot_buffers[hi] = (torch.empty(hi, dtype=torch.long), torch.empty(hi, dtype=torch.long))
             slots[0].copy_(write)
             slots[1].copy_(visible)
             self.plan.write, self.plan.visible = slots
