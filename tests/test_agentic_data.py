@@ -21,6 +21,7 @@ from nesso.agentic_data import (
     generate_opt_in,
     generate_shipped,
     import_file,
+    mapped,
     synthetic,
     tools_local,
     tools_shipped,
@@ -308,6 +309,11 @@ def test_cli_writes_the_dataset_deterministically(tmp_path, capsys):
     assert len((out / "synthetic.jsonl").read_text().splitlines()) == 7
     assert "synthetic.jsonl" in capsys.readouterr().out
     assert main(["data", "agentic", "--out", str(tmp_path / "z"), "--n", "40", "--synthetic", "-2"]) == 2
+    # and --mapped mapped.jsonl
+    assert main(["data", "agentic", "--out", str(out), "--n", "40", "--seed", "3", "--mapped", "5", "--force"]) == 0
+    assert (out / "train.jsonl").read_bytes() == first
+    assert len((out / "mapped.jsonl").read_text().splitlines()) == 5
+    assert main(["data", "agentic", "--out", str(tmp_path / "w"), "--n", "40", "--mapped", "-1"]) == 2
     assert "--synthetic must be" in capsys.readouterr().err
 
 
@@ -563,4 +569,95 @@ def test_synthetic_rows_as_a_training_source():
     rows = load_rows(["agentic:10:0", "agentic:4:1:synthetic"])
     assert [r["split"] for r in rows] == ["train"] * 8 + ["synthetic"] * 4
     with pytest.raises(NessoError, match="agentic:N:SEED:synthetic"):
+        load_rows("agentic:6:0:nope")
+
+
+# ---- the opt-in mapped split: made-up tools whose values are said in another shape ------------------------------
+@pytest.fixture(scope="module")
+def mapped_rows():
+    return generate_opt_in("mapped", 140, seed=2)
+
+
+def _archetypes(tool_name):
+    """The mapped action behind a made-up tool name and its argument key -> archetype map (None: a synthetic one)."""
+    action = next((a for a in mapped.MAPPED_ACTIONS if tool_name in a.names), None)
+    if action is None:
+        return None
+    return {k: a for a in (*action.required, *action.optional) for k in mapped.ALL_ARGS[a].keys}
+
+
+def _said(value, archetype, lang, text):
+    """Whether the request ``text`` says ``value`` of ``archetype`` the way mapped.py says it."""
+    i = 0 if lang == "en" else 1
+    if archetype in ("hours", "duration"):
+        minutes = round(value * 60) if archetype == "hours" else value
+        return any(p in text for m, *ways in mapped.DURATIONS if m == minutes for p in ways[i])
+    if archetype in mapped.PERIOD_CODES:
+        return any(p in text for p in mapped.PERIOD_PHRASES[mapped.PERIOD_CODES[archetype].index(value)][i])
+    tables = {"problem": mapped.PROBLEMS, "size": mapped.SIZES, "sort": mapped.SORTS}
+    if archetype in tables:
+        return any(p in text for code, *ways in tables[archetype] if code == value for p in ways[i])
+    if archetype == "amount_cents":
+        return money(value / 100, lang) in text
+    if archetype == "grams":
+        return f"{value} g" in text or f"{num(value / 1000, lang, 0 if value % 1000 == 0 else 1)} kg" in text
+    if archetype == "attendees":
+        return all(a in text for a in value)
+    if archetype in ("iban", "serial"):
+        return value in text
+    return None  # not a converted value (dates, times and flags are checked by the test)
+
+
+def test_mapped_rows_validate_and_convert_every_value(mapped_rows):
+    cats = Counter(r["category"] for r in mapped_rows)
+    assert set(cats) == set(SHIPPED_CATEGORIES) and Counter(r["lang"] for r in mapped_rows) == {"en": 70, "it": 70}
+    catalogue = set(TOOL_BY_NAME) | {t.name for t in tools_local.TOOLS}
+    checked = Counter()
+    for row in mapped_rows:
+        assert row["split"] == "mapped" and validate_row(row) == [], row["id"]
+        names = {t["function"]["name"] for t in row["tools"]}
+        assert not names & catalogue and not any(h in n for n in names for h in HELDOUT_TOOLS), row["id"]
+        user = " ".join(m["content"] for m in row["messages"] if m["role"] == "user")
+        for name, args, _ in calls_with_results(row):
+            kinds = _archetypes(name)
+            if kinds is None:
+                continue
+            for key, value in args.items():
+                archetype = kinds[key]
+                ok = _said(value, archetype, row["lang"], user)
+                if ok is not None:
+                    assert ok, (row["id"], key, value, user)
+                    checked[archetype] += 1
+                elif isinstance(value, bool):  # a flag: its own on (or off) clause is in the request
+                    on, off = mapped.FLAGS[archetype]
+                    assert (on if value else off)[0 if row["lang"] == "en" else 1] in user, (row["id"], key, user)
+                    checked["flag"] += 1
+            by_kind = {kinds[k]: v for k, v in args.items()}
+            if "end_date" in by_kind:  # a range ends after it starts, within two weeks
+                assert 1 <= (date.fromisoformat(by_kind["end_date"]) - date.fromisoformat(by_kind["start_date"])).days <= 14
+                checked["range"] += 1
+            if "earliest" in by_kind and "latest" in by_kind:
+                assert by_kind["earliest"] < by_kind["latest"]
+    assert min(checked.values()) >= 2 and len(checked) >= 12, checked
+    assert generate_opt_in("mapped", 140, seed=2) == mapped_rows  # deterministic
+
+
+def test_mapped_durations_and_periods_say_what_they_mean():
+    # every way of saying a duration or a period belongs to exactly one value, so a request is never ambiguous
+    for i in (0, 1):
+        ways = [p for _, *w in mapped.DURATIONS for p in w[i]]
+        assert len(ways) == len(set(ways))
+        periods = [p for w in mapped.PERIOD_PHRASES for p in w[i]]
+        assert len(periods) == len(set(periods))
+    assert all(len(codes) == len(mapped.PERIOD_PHRASES) for codes in mapped.PERIOD_CODES.values())
+    for a in mapped.MAPPED_ACTIONS:  # argument keys of one action never collide, and no name is a catalogue tool
+        keys = [k for arg in (*a.required, *a.optional) for k in mapped.ALL_ARGS[arg].keys]
+        assert len(keys) == len(set(keys)), a.names
+        assert not set(a.names) & set(TOOL_BY_NAME) and not any(h in n for n in a.names for h in HELDOUT_TOOLS)
+
+
+def test_mapped_rows_as_a_training_source():
+    rows = load_rows(["agentic:3:0:mapped", "agentic:10:0"])
+    assert [r["split"] for r in rows] == ["mapped"] * 3 + ["train"] * 8
+    with pytest.raises(NessoError, match="agentic:N:SEED:mapped"):
         load_rows("agentic:6:0:nope")

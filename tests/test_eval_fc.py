@@ -272,7 +272,7 @@ def test_command_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["eval", "fc", "default", "--suite", "made-up-tools", "--category", "multi_turn"]) == 2
     assert "the made-up-tools suite has no multi_turn cases" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--suite", "nope"]) == 2
-    assert "unknown suite 'nope'; choose from heldout, train-tools, made-up-tools" in capsys.readouterr().err
+    assert "unknown suite 'nope'; choose from heldout, train-tools, made-up-tools, mapped-tools" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--device", "tpu"]) == 2
@@ -292,16 +292,17 @@ def test_other_suites_locate_failures_on_training_tools_and_made_up_tools():
     assert {c.category for c in seen} == set(fc.CATEGORIES) and all(c.id.startswith("train-") for c in seen)
     names = {t["function"]["name"] for c in seen for t in c.tools}
     assert names <= set(TOOL_BY_NAME) and not names & HELDOUT_TOOLS
-    made_up = fc.build_cases(2, suite="made-up-tools")
-    assert Counter((c.category, c.lang) for c in made_up) == {
-        (c, lang): 2 for c in fc.CATEGORIES if c != "multi_turn" for lang in fc.LANGS}
-    assert all(c.id.startswith("synthetic-") for c in made_up)
-    assert not {t["function"]["name"] for c in made_up for t in c.tools} & set(TOOL_BY_NAME)
-    for case in made_up:  # the dataset's own answers score 100% here too
-        row = make_row(fc.SUITES["made-up-tools"][1], "synthetic", int(case.id.split("-")[1]))
-        turn = case.turns[0]
-        gold = row["messages"][len(turn.messages)]
-        assert fc.score_turn(turn, case.tools, fc.prediction_from_message(gold, case.tools, 0.01)).passed, case.id
+    for suite, split in (("made-up-tools", "synthetic"), ("mapped-tools", "mapped")):
+        made_up = fc.build_cases(2, suite=suite)
+        assert Counter((c.category, c.lang) for c in made_up) == {
+            (c, lang): 2 for c in fc.CATEGORIES if c != "multi_turn" for lang in fc.LANGS}
+        assert all(c.id.startswith(f"{split}-") for c in made_up)
+        assert not {t["function"]["name"] for c in made_up for t in c.tools} & set(TOOL_BY_NAME)
+        for case in made_up:  # the dataset's own answers score 100% here too
+            row = make_row(fc.SUITES[suite][1], split, int(case.id.split("-")[1]))
+            turn = case.turns[0]
+            gold = row["messages"][len(turn.messages)]
+            assert fc.score_turn(turn, case.tools, fc.prediction_from_message(gold, case.tools, 0.01)).passed, case.id
     with pytest.raises(NessoError, match="no multi_turn cases"):
         fc.build_cases(1, ["multi_turn"], suite="made-up-tools")
     with pytest.raises(NessoError, match="unknown suite"):

@@ -6,7 +6,7 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from nesso.agentic_data import chat, synthetic
+from nesso.agentic_data import chat, mapped, synthetic
 from nesso.agentic_data.catalog import (
     DOMAIN_NOUNS,
     HELD_TOOLS,
@@ -38,7 +38,11 @@ SHIPPED_POOL = [t for t in TRAIN_TOOLS if t.name not in {u.name for u in LOCAL_T
 # call can only be right by reading the offered schema. Not part of `generate`; the catalogue is never offered.
 SYNTHETIC_SPLIT = "synthetic"
 SYNTHETIC_POOL_SIZE = 6
-OPT_IN_SPLITS = (SHIPPED_SPLIT, SYNTHETIC_SPLIT)
+# Opt-in rows like the synthetic ones where four of the six made-up tools want values in another shape than the
+# user's words (mapped.py): durations in other units, phrases for enum codes, yes/no flags, ranges, cents, IBANs.
+MAPPED_SPLIT = "mapped"
+MADE_UP_SPLITS = (SYNTHETIC_SPLIT, MAPPED_SPLIT)
+OPT_IN_SPLITS = (SHIPPED_SPLIT, SYNTHETIC_SPLIT, MAPPED_SPLIT)
 HELDOUT_FRACTION = 0.2
 FIRST_DAY = date(2026, 1, 5)
 SELF_SERVICE = ("translate_text", "calculate_loan_payment")  # requests a model can answer without the tool
@@ -61,7 +65,8 @@ class _Row:
         cycle = categories_of(split)
         self.category = cycle[(index // 2) % len(cycle)]
         self.c = Ctx(rng, self.lang, FIRST_DAY + timedelta(days=rng.randint(0, 170)))
-        self.made_up = synthetic.tool_pool(rng, SYNTHETIC_POOL_SIZE) if split == SYNTHETIC_SPLIT else []
+        self.made_up = (synthetic.tool_pool(rng, SYNTHETIC_POOL_SIZE) if split == SYNTHETIC_SPLIT
+                        else mapped.tool_pool(rng, SYNTHETIC_POOL_SIZE) if split == MAPPED_SPLIT else [])
         self.messages: list[dict[str, Any]] = []
         self.tools: list[ToolSpec] = []
         self.extra: dict[str, Any] = {}
@@ -71,7 +76,7 @@ class _Row:
     def targets(self) -> list[ToolSpec]:
         if self.split == SHIPPED_SPLIT:
             return SHIPPED_TARGETS
-        if self.split == SYNTHETIC_SPLIT:
+        if self.split in MADE_UP_SPLITS:
             return self.made_up
         return HELD_TOOLS if self.split == "heldout" else TRAIN_TOOLS
 
@@ -79,7 +84,7 @@ class _Row:
     def others(self) -> list[ToolSpec]:
         if self.split == SHIPPED_SPLIT:
             return SHIPPED_POOL
-        if self.split == SYNTHETIC_SPLIT:
+        if self.split in MADE_UP_SPLITS:
             return self.made_up
         return TOOLS if self.split == "heldout" else TRAIN_TOOLS
 
@@ -237,7 +242,8 @@ def irrelevance(r: _Row) -> None:
     r.offer(offered)
     r.system()
     r.user(text)
-    nouns = DOMAIN_NOUNS if r.split != SYNTHETIC_SPLIT else synthetic.DOMAIN_NOUNS
+    nouns = {SYNTHETIC_SPLIT: synthetic.DOMAIN_NOUNS, MAPPED_SPLIT: {**synthetic.DOMAIN_NOUNS, **mapped.DOMAIN_NOUNS}
+             }.get(r.split, DOMAIN_NOUNS)
     r.assistant(chat.cannot_help(r.c, nouns[wanted.domain], [nouns[t.domain] for t in offered]))
 
 

@@ -41,6 +41,9 @@ class Arg:
     schema: Callable[[], dict[str, Any]]
     sample: Callable[[Ctx], Val]  # the Val's text is the whole clause ("in Milan", "per 3 persone")
     question: L
+    # (archetype, sampler): when the tool also has that archetype, this value is drawn from its value instead
+    # (an end date after the start date)
+    after: tuple[str, Callable[[Ctx, Val], Val]] | None = None
 
 
 def _clause(value: Any, bare: L, en: str, it: str) -> Val:
@@ -501,20 +504,22 @@ def _phrases(head: tuple[str, str, str], clauses: list[str], lang: str, rng: ran
     return pick(rng, forms)
 
 
-def make_tool(rng: random.Random, action: Action) -> ToolSpec:
-    """``action`` as a tool with a name, argument keys, optional arguments and request wording drawn from ``rng``."""
+def make_tool(rng: random.Random, action: Action, args: dict[str, Arg] = ARGS) -> ToolSpec:
+    """``action`` as a tool with a name, argument keys, optional arguments and request wording drawn from ``rng``
+    (``args``: the argument archetypes its names refer to)."""
     kept = [a for a in action.optional if rng.random() < 0.6]
     archetypes = [*action.required, *kept]
-    key = {a: pick(rng, ARGS[a].keys) for a in archetypes}
-    properties = {key[a]: ARGS[a].schema() for a in archetypes}
+    key = {a: pick(rng, args[a].keys) for a in archetypes}
+    properties = {key[a]: args[a].schema() for a in archetypes}
     order = list(properties)
     rng.shuffle(order)
     parameters = obj({k: properties[k] for k in order}, [key[a] for a in action.required])
 
     def sample(c: Ctx) -> dict[str, Val]:
-        vals = {}
+        vals: dict[str, Val] = {}
         for a in archetypes:
-            v = ARGS[a].sample(c)
+            after = args[a].after
+            v = after[1](c, vals[key[after[0]]]) if after and after[0] in key else args[a].sample(c)
             if a in action.clauses and "bare" in v.forms:
                 en, it = action.clauses[a]
                 v = Val(v.value, L(en.format(v.forms["bare"].en), _it_a(it.format(v.forms["bare"].it))), v.forms)
@@ -531,7 +536,7 @@ def make_tool(rng: random.Random, action: Action) -> ToolSpec:
                 out[lang].append(_phrases(action.head, said, lang, rng))
         return out
 
-    missing = [Missing(key[a], templates(key[a], 2), {lang: ARGS[a].question(lang) for lang in ("en", "it")})
+    missing = [Missing(key[a], templates(key[a], 2), {lang: args[a].question(lang) for lang in ("en", "it")})
                for a in action.required]
     return ToolSpec(name=pick(rng, action.names), domain=action.noun.en, description=action.description,
                     parameters=parameters, sample=sample, result=lambda a, r, lang: action.result(a, r),

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic", type=int, default=0,
                    help="also write this many rows over tools made up per row (fresh names, argument keys and "
                         "optional arguments) to synthetic.jsonl (default 0)")
+    p.add_argument("--mapped", type=int, default=0,
+                   help="also write this many rows over made-up tools whose values the request says in another shape "
+                        "(hours for minutes, phrases for enum codes, yes/no flags, date ranges, cents) to mapped.jsonl "
+                        "(default 0)")
     p.add_argument("--force", action="store_true", help="replace files already in --out")
     p.set_defaults(func=cmd_agentic)
 
@@ -46,7 +50,8 @@ def cmd_agentic(args: argparse.Namespace) -> int:
     from nesso.agentic_data.generator import SPLITS
 
     info = write_dataset(args.out, n=args.n, seed=args.seed, heldout_fraction=args.heldout_fraction,
-                         overwrite=args.force, shipped=args.shipped, synthetic=args.synthetic)
+                         overwrite=args.force, shipped=args.shipped, synthetic=args.synthetic,
+                         mapped=args.mapped)
     for split, s in info["splits"].items():
         cats = ", ".join(f"{k} {v}" for k, v in s["by_category"].items())
         langs = ", ".join(f"{k} {v}" for k, v in s["by_lang"].items())

@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "missing_argument, multi_turn (default: all)")
     p.add_argument("--suite", default="heldout",  # checked by fc.build_cases before a model loads
                    help="heldout (default): tools never trained on; train-tools: the training tools on rows no recipe "
-                        "trains on; made-up-tools: tools made up per row (no multi_turn cases)")
+                        "trains on; made-up-tools: tools made up per row; mapped-tools: made-up tools whose values "
+                        "need converting (neither has multi_turn cases)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--no-constrain", action="store_true", help="nesso model: generate without the tool grammar")
     mode.add_argument("--compare-constrained", action="store_true",

@@ -40,13 +40,15 @@ CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevanc
 DATASET_CATEGORY = {"multi_turn": "multi_step"}
 LANGS = ("en", "it")
 SUITE_SEED = 0
-# Which rows a suite's cases come from: (dataset split, seed, description). "heldout" is the benchmark; the other
-# two locate a model's failures: the training tools on rows of a seed no recipe trains on, and tools made up per
-# row (the synthetic split) that no adapter has seen under those names and keys.
+# Which rows a suite's cases come from: (dataset split, seed, description). "heldout" is the benchmark; the others
+# locate a model's failures: the training tools on rows of a seed no recipe trains on, tools made up per row (the
+# synthetic split) that no adapter has seen under those names and keys, and made-up tools whose values the request
+# says in another shape (the mapped split: hours for minutes, phrases for enum codes, yes/no flags, ranges).
 SUITES: dict[str, tuple[str, int, str]] = {
     "heldout": ("heldout", SUITE_SEED, "held-out split (tools never trained on)"),
     "train-tools": ("train", 2, "train split (the training tools; rows no recipe trains on)"),
     "made-up-tools": ("synthetic", 2, "synthetic split (tools made up per row)"),
+    "mapped-tools": ("mapped", 2, "mapped split (made-up tools whose values need converting)"),
 }
 DEFAULT_PER_CELL = 20
 DEFAULT_MAX_TOKENS = 256
