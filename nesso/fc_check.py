@@ -271,11 +271,18 @@ def check_calls(predicted_calls: Any, ground_truth: Any, tools: Any = None) -> C
         return results[0][0]
     if _matching([[r.passed for r in row] for row in results]) is not None:
         return CheckResult(True, "ok")
-    for i, (name, _) in enumerate(parsed):  # explain the first call that has no partner
-        same = [r for r, (gn, _) in zip(results[i], gt) if gn == name]
-        if not any(r.passed for r in results[i]):
-            why = same[0].reason if same else f"no expected call is named {name}"
-            return CheckResult(False, f"call {i + 1}: {why}")
+    for i, (name, args) in enumerate(parsed):  # explain the first call that has no partner
+        if any(r.passed for r in results[i]):
+            continue
+        # against the expected call of that name that no other call answers and that it is closest to (most
+        # argument values right), so that a wrong flag on the second of two calls is named as such, not as a
+        # different id of the first
+        taken = {j for k, row in enumerate(results) if k != i for j, r in enumerate(row) if r.passed}
+        named = [j for j, (gn, _) in enumerate(gt) if gn == name]
+        same = [(sum(any(value_matches(v, a) for a in gt[j][1].get(key, [])) for key, v in args.items()), -j)
+                for j in ([j for j in named if j not in taken] or named)]
+        why = results[i][-max(same)[1]].reason if same else f"no expected call is named {name}"
+        return CheckResult(False, f"call {i + 1}: {why}")
     return CheckResult(False, "the calls cannot be matched one to one with the expected calls")
 
 

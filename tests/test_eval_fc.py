@@ -185,17 +185,32 @@ def test_endpoint_replaying_gold_answers_scores_100(tmp_path):
     assert "| multi_turn | 100.0 | 100.0 |" in md and "| endpoint | 100.0 | 100.0 | 100.0 | 14/14 |" in md
     assert json.loads(paths["json"].read_text())["runs"][0]["summary"]["overall"] == 1.0
     assert paths["chart"].read_bytes()[:4] == b"\x89PNG"
+    assert "## endpoint: 0 of 18 turns" in paths["failures"].read_text()
 
 
-def test_endpoint_that_never_calls_passes_only_the_no_call_categories():
+def test_endpoint_that_never_calls_passes_only_the_no_call_categories(tmp_path):
     with Server(lambda body: {"role": "assistant", "content": "Non lo so."}) as server:
-        s = fc.run_benchmark(server.url, per_cell=1, model_name="x")["runs"][0]["summary"]
+        report = fc.run_benchmark(server.url, per_cell=1, model_name="x")
+    s = report["runs"][0]["summary"]
     assert {c: e["all"] for c, e in s["by_category"].items()} == {
         "simple": 0.0, "multiple": 0.0, "parallel": 0.0, "parallel_multiple": 0.0, "irrelevance": 1.0,
         "missing_argument": 1.0, "multi_turn": 0.0}
     assert s["overall"] == pytest.approx(2 / 7) and s["valid_call_rate"] is None
     assert s["turn_accuracy"] == pytest.approx(6 / 18)  # multi_turn's final answers need no call
     assert s["failures"] == {"no call": 4 * 2 + 2 * 2}  # four call categories, two multi_turn call turns
+    # failures.md lists each failed turn with its request, the expected calls and what came back
+    failures = fc.write_report(report, tmp_path)["failures"].read_text()
+    assert "## endpoint: 12 of 18 turns" in failures and failures.count("\n- **") == 12
+    simple = fc.build_cases(1, ["simple"], ["en"])[0]
+    truth = simple.turns[0].truth[0]
+    entry = failures[failures.index(f"- **{simple.id}** simple en"):].split("\n- **")[0]
+    assert "(no call): " in entry and 'got: no call — text: "Non lo so."' in entry
+    assert f"request: {simple.turns[0].messages[-1]['content'][:40]}" in " ".join(entry.split())
+    assert f"expected: {truth['name']}(" in entry
+    for key, values in truth["arguments"].items():  # each required argument with its first acceptable value
+        if "" not in values:
+            assert f"{key}={json.dumps(values[0], ensure_ascii=False)}" in entry
+    assert "turn 2" in failures  # a multi_turn case's second call turn is named
 
 
 def test_endpoint_backed_by_an_engine_matches_the_direct_run(tiny):

@@ -81,6 +81,13 @@ def test_parallel_calls_match_one_to_one():
     assert not r.passed and "call 2" in r.reason and "Napoli" in r.reason
 
 
+def test_an_unmatched_call_is_explained_against_its_closest_expected_call():
+    truth = [gt("scan_file", sha256=["aaa"], sandbox=[True]), gt("scan_file", sha256=["bbb"], sandbox=[False, ""])]
+    r = check([call("scan_file", sha256="aaa", sandbox=True), call("scan_file", sha256="bbb", sandbox=True)], truth,
+              tools=None)
+    assert not r.passed and r.reason == "call 2: scan_file.sandbox = true is not one of: false, (omitted)"
+
+
 def test_parallel_multiple_functions():
     truth = [gt("get_weather", city=["Milano"]), gt("create_event", title=["Sync"], date=["2026-03-03"])]
     pred = [call("create_event", title="sync", date="2026-03-03"), call("get_weather", city="milano")]

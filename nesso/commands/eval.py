@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--no-constrain", action="store_true", help="nesso model: generate without the tool grammar")
     mode.add_argument("--compare-constrained", action="store_true",
                       help="nesso model: run constrained and unconstrained, side by side")
-    p.add_argument("--out", default="runs/eval/fc", help="directory for results.json, report.md, chart.png")
+    p.add_argument("--out", default="runs/eval/fc",
+                   help="directory for results.json, report.md, failures.md (every failed turn), chart.png")
     p.add_argument("--max-tokens", type=int, default=256, help="new tokens per assistant turn (default 256)")
     p.add_argument("--dtype", default="bfloat16", help="nesso model: bfloat16 (default) or float32")
     p.add_argument("--batch-size", type=int, default=8, help="nesso model: sequences generated together")
@@ -197,5 +198,5 @@ def cmd_fc(args: argparse.Namespace) -> int:
     bar.close()
     paths = fc.write_report(report, args.out)
     print(paths["markdown"].read_text(encoding="utf-8"), end="")
-    print(f"wrote {paths['json']}, {paths['markdown']}, {paths['chart']}", file=sys.stderr)
+    print(f"wrote {paths['json']}, {paths['markdown']}, {paths['failures']}, {paths['chart']}", file=sys.stderr)
     return 0

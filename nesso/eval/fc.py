@@ -88,6 +88,8 @@ class TurnResult:
     errors: list[str]
     seconds: float
     completion_tokens: int | None = None
+    request: str = ""  # the message the turn answers (the last user or tool message)
+    expected: list[dict[str, Any]] = field(default_factory=list)  # fc_check ground truth; [] = no call
 
 
 @dataclass
@@ -306,7 +308,9 @@ def score_turn(turn: Turn, tools: list[dict[str, Any]], pred: Prediction) -> Tur
     else:
         result = check_calls(pred.calls, turn.truth, tools)
         passed, reason = result.passed, result.reason
-    return TurnResult(passed, reason, pred.content, pred.calls, pred.errors, pred.seconds, pred.completion_tokens)
+    last = next((m for m in reversed(turn.messages) if m.get("role") in ("user", "tool")), {})
+    return TurnResult(passed, reason, pred.content, pred.calls, pred.errors, pred.seconds, pred.completion_tokens,
+                      str(last.get("content") or ""), turn.truth)
 
 
 def failure_kind(reason: str) -> str:
@@ -476,6 +480,46 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(x for x in out if x is not None) + "\n"
 
 
+def _call_text(name: str, args: dict[str, Any]) -> str:
+    return f"{name}({', '.join(f'{k}={json.dumps(v, ensure_ascii=False)}' for k, v in args.items())})"
+
+
+def _expected_text(truth: list[dict[str, Any]]) -> str:
+    """Ground truth as calls: each argument's first acceptable value; '?' marks one that may be left out."""
+    if not truth:
+        return "no call"
+    calls = []
+    for call in truth:
+        args = {}
+        for key, values in call["arguments"].items():
+            said = [v for v in values if v != ""]
+            if said:
+                args[key + ("?" if len(said) < len(values) else "")] = said[0]
+        calls.append(_call_text(call["name"], args))
+    return "; ".join(calls)
+
+
+def failures_markdown(report: dict[str, Any]) -> str:
+    """Every failed turn: the request, what was expected, what came back and why it failed."""
+    out = [f"# Failed turns: {report['target']}", "", f"- command: `{report.get('command') or ''}`", ""]
+    for run in report["runs"]:
+        failed = [(c, i, t) for c in run["cases"] for i, t in enumerate(c["turns"]) if not t["passed"]]
+        out += [f"## {run['mode']}: {len(failed)} of {run['summary']['turns']} turns", ""]
+        for case, i, turn in failed:
+            got = "; ".join(_call_text(c["name"], c["arguments"]) for c in turn["calls"]) or "no call"
+            text = " ".join(turn["content"].split())
+            if text:
+                got += f' — text: "{text[:200]}{"…" if len(text) > 200 else ""}"'
+            request = " ".join(turn.get("request", "").split())
+            out += [f"- **{case['id']}** {case['category']} {case['lang']}" + (f" turn {i + 1}" if i else "")
+                    + f" ({failure_kind(turn['reason'])}): {turn['reason']}",
+                    f"  - request: {request[:400]}{'…' if len(request) > 400 else ''}",
+                    f"  - expected: {_expected_text(turn.get('expected', []))}",
+                    f"  - got: {got}" + "".join(f"; invalid: {e}" for e in turn["errors"])]
+        out.append("")
+    return "\n".join(out)
+
+
 def chart(report: dict[str, Any], path: str | Path) -> Path:
     import matplotlib
 
@@ -513,11 +557,13 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / "results.json", "markdown": out / "report.md", "chart": out / "chart.png"}
+        paths = {"json": out / "results.json", "markdown": out / "report.md", "failures": out / "failures.md",
+                 "chart": out / "chart.png"}
         tmp = out / ".results.json.tmp"
         tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.replace(paths["json"])
         paths["markdown"].write_text(markdown(report), encoding="utf-8")
+        paths["failures"].write_text(failures_markdown(report), encoding="utf-8")
     except OSError as e:
         raise NessoError(f"cannot write the report to {out}: {e.strerror or e}") from None
     chart(report, paths["chart"])
