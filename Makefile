@@ -18,7 +18,12 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install -e .
 	touch $@
 
+# llama-cpp-python (dev: GGUF parity tests) builds from source with -march=native. On a VM that reports AMX its
+# AMX matmul dies of SIGILL (tileloadd, 2-core Xeon, 2026-11-27), so it is built without AMX (same flags on other
+# CPUs change nothing) and never from a wheel pip cached from an earlier build.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 $(VENV)/.installed-dev: $(VENV)/.installed
+	CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) install --no-cache-dir llama-cpp-python==0.3.36
 	$(PIP) install -e '.[dev]'
 	touch $@
 

@@ -196,7 +196,7 @@ def build_runners(ref: str, only: list[str], threads: int, workdir: Path, ctx: i
             runners.append(HFRunner(name, hf, weight_bytes(hf)))
         elif name.startswith("llama-"):
             if importlib.util.find_spec("llama_cpp") is None:
-                print(f"  {name}: llama-cpp-python is not installed (pip install llama-cpp-python); skipped")
+                print(f"  {name}: llama-cpp-python is not installed (`make dev` builds it); skipped")
                 continue
             kind = name.split("-", 1)[1]
             path = workdir / f"{ref.replace('/', '_')}.{kind}.gguf"

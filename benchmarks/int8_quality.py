@@ -83,7 +83,7 @@ def main() -> None:
         model = maybe_quantize(copy.deepcopy(base).to(torch.bfloat16).eval(), quant)
         logits[name] = decode_logits(model, rows, WARM).numpy()
     if importlib.util.find_spec("llama_cpp") is None:
-        print("llama-cpp-python is not installed (pip install llama-cpp-python): nesso's numbers only")
+        print("llama-cpp-python is not installed (`make dev` builds it): nesso's numbers only")
     else:
         work = Path(args.workdir)
         work.mkdir(parents=True, exist_ok=True)
