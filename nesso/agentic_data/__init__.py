@@ -33,9 +33,9 @@ from nesso.agentic_data.importers import FORMATS, ImportReport, import_file
 from nesso.agentic_data.validate import validate_row
 from nesso.errors import NessoError
 
-__all__ = ["CATEGORIES", "DOMAINS", "FORMATS", "HELDOUT_FRACTION", "HELDOUT_TOOLS", "MAPPED_SPLIT", "SHIPPED_SPLIT", "SPLITS",
-           "SYNTHETIC_SPLIT", "TOOLS", "TOOL_BY_NAME", "ImportReport", "generate", "generate_opt_in", "generate_shipped",
-           "import_file", "make_row", "split_sizes", "stats", "validate_row", "write_dataset", "write_jsonl"]
+__all__ = ["CATEGORIES", "DOMAINS", "FORMATS", "HELDOUT_FRACTION", "HELDOUT_TOOLS", "MAPPED_SPLIT", "SHIPPED_SPLIT",
+           "SPLITS", "SYNTHETIC_SPLIT", "TOOLS", "TOOL_BY_NAME", "ImportReport", "generate", "generate_opt_in",
+           "generate_shipped", "import_file", "make_row", "split_sizes", "stats", "validate_row", "write_dataset", "write_jsonl"]
 
 
 def stats(rows: dict[str, list[dict[str, Any]]], **meta: Any) -> dict[str, Any]:

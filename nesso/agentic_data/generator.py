@@ -242,8 +242,8 @@ def irrelevance(r: _Row) -> None:
     r.offer(offered)
     r.system()
     r.user(text)
-    nouns = {SYNTHETIC_SPLIT: synthetic.DOMAIN_NOUNS, MAPPED_SPLIT: {**synthetic.DOMAIN_NOUNS, **mapped.DOMAIN_NOUNS}
-             }.get(r.split, DOMAIN_NOUNS)
+    nouns = {SYNTHETIC_SPLIT: synthetic.DOMAIN_NOUNS,
+             MAPPED_SPLIT: {**synthetic.DOMAIN_NOUNS, **mapped.DOMAIN_NOUNS}}.get(r.split, DOMAIN_NOUNS)
     r.assistant(chat.cannot_help(r.c, nouns[wanted.domain], [nouns[t.domain] for t in offered]))
 
 
