@@ -650,6 +650,12 @@ def test_mapped_durations_and_periods_say_what_they_mean():
         periods = [p for w in mapped.PERIOD_PHRASES for p in w[i]]
         assert len(periods) == len(set(periods))
     assert all(len(codes) == len(mapped.PERIOD_PHRASES) for codes in mapped.PERIOD_CODES.values())
+    # the held-out portfolio tool's own period phrases and codes stay unseen
+    from nesso.agentic_data.tools_money import PERIODS as HELD_PERIODS
+
+    phrases = {p.lower() for w in mapped.PERIOD_PHRASES for lang in w for p in lang}
+    assert not phrases & {p.lower() for said in HELD_PERIODS.values() for p in (said.en, said.it)}
+    assert not set(HELD_PERIODS) & {code for codes in mapped.PERIOD_CODES.values() for code in codes}
     for a in mapped.MAPPED_ACTIONS:  # argument keys of one action never collide, and no name is a catalogue tool
         keys = [k for arg in (*a.required, *a.optional) for k in mapped.ALL_ARGS[arg].keys]
         assert len(keys) == len(set(keys)), a.names

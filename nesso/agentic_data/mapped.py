@@ -2,12 +2,12 @@
 
 In the synthetic split every value is copied from the request ("for 3 people" -> 3). Real schemas often want the
 same value in another shape, and that is where a model trained on copies fails: a duration said in hours for a
-``duration_minutes`` key ("an hour and a half" -> 90), a phrase for an enum code ("over the past year" -> ``365d``),
-a yes/no flag from a clause ("gift-wrapped" -> true, "no insurance" -> false), a range given as two ends ("from
-5 July to 10 July"), an amount in cents, a weight in grams, the right count among several numbers, long opaque
-identifiers (IBANs, serial numbers) copied character for character, a list of addresses. Each row offers six
-made-up tools, four of these actions and two of ``synthetic.ACTIONS``. None is one of the held-out tools (no
-car rentals, refunds, tips, alerts, portfolios, file hashes, document search, chat posts, free slots or logged hours).
+``duration_minutes`` key ("an hour and a half" -> 90), a phrase for an enum code ("in the last twelve months" ->
+``365d``), a yes/no flag from a clause ("gift-wrapped" -> true, "without insurance" -> false), a range given as two
+ends ("from 5 July to 10 July"), an amount in cents, a weight in grams, the right count among several numbers, long
+opaque identifiers (IBANs, serial numbers) copied character for character, a list of addresses. Each row offers six
+made-up tools, four of these actions and two of ``synthetic.ACTIONS``. None is one of the held-out tools (no car
+rentals, refunds, tips, alerts, portfolios, file hashes, document search, chat posts, free slots or logged hours).
 """
 
 from __future__ import annotations
@@ -59,16 +59,17 @@ def _duration(c: Ctx, in_hours: bool) -> Val:
 
 
 # ---- phrases that stand for enum codes -------------------------------------------------------------------
-# The same five periods under three code styles (one per archetype, so one per tool)
+# The same five periods under three code styles (one per archetype, so one per tool). Neither the phrases nor the
+# codes are the held-out portfolio tool's ("nell'ultimo anno" -> "1y", "since the start of the year" -> "ytd").
 PERIOD_PHRASES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("over the past week", "in the last 7 days"), ("nell'ultima settimana", "negli ultimi 7 giorni")),
-    (("in the last month", "over the past 30 days"), ("nell'ultimo mese", "negli ultimi 30 giorni")),
-    (("over the last three months", "in the past 90 days"), ("negli ultimi tre mesi", "negli ultimi 90 giorni")),
-    (("over the past year", "in the last twelve months"), ("nell'ultimo anno", "negli ultimi dodici mesi")),
-    (("since the start of the year", "since January 1"), ("da inizio anno", "dal primo gennaio")),
+    (("over the past 30 days", "in the past four weeks"), ("negli ultimi 30 giorni", "nelle ultime quattro settimane")),
+    (("in the past 90 days", "over the past quarter"), ("negli ultimi 90 giorni", "nell'ultimo trimestre")),
+    (("in the last twelve months", "over the past 12 months"), ("negli ultimi dodici mesi", "negli ultimi 12 mesi")),
+    (("so far this year", "since January 1"), ("finora quest'anno", "dal primo gennaio")),
 ]
 PERIOD_CODES = {
-    "period_days": ["7d", "30d", "90d", "365d", "ytd"],
+    "period_days": ["7d", "30d", "90d", "365d", "cur_year"],
     "period_words": ["week", "month", "quarter", "year", "year_to_date"],
     "period_span": ["last_week", "last_month", "last_3_months", "last_12_months", "this_year"],
 }
