@@ -35,6 +35,16 @@ step() {  # step NAME SECONDS CMD...: run CMD with a time limit, log to $OUT/log
     echo "=== $name rc=$rc $((SECONDS - t0))s"
 }
 
+pack() {  # pack RUN NAME: RUN's final adapter (or, for a run cut short, its latest checkpoint) and log as
+    # <=15 MB pieces of $OUT/NAME.tar.*
+    local run=$1 d=final
+    [ -d "$run/final" ] || d=checkpoints/$(cat "$run/checkpoints/latest" 2>/dev/null)/hf
+    [ -d "$run/$d" ] && tar -C "$run" -cf - "$d" train_log.jsonl | split -b 15000000 - "$OUT/$2.tar."
+}
+
+# one epoch from scratch at the shipped recipe's step shape, an adapter kept every 100 steps
+common=(--set data.max_rows=1000000 --set train.epochs=1 --set train.log_every=20 --set train.ckpt_every=100 --fresh)
+
 case $stage in
 checks)
     nvidia-smi -L
@@ -66,31 +76,22 @@ mix)
     # data); C = the same with 16,000 made-up-tool rows. ~150 s and ~220 s at the 102k tok/s of 2026-11-26.
     # An adapter is kept every 100 steps, so a run cut short still returns one. Each run's adapter and log come back
     # as <=15 MB pieces of one tar in $OUT.
-    common=(--set data.max_rows=1000000 --set train.epochs=1 --set train.log_every=20 --set train.ckpt_every=100
-            --fresh)
     step mix-b ${MIX_B_SECONDS:-230} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" \
         --out runs/gpu-mix-b --set 'data.train=[agentic:16000:0, agentic:6400:0:synthetic, agentic:2000:0:shipped]'
     step mix-c ${MIX_C_SECONDS:-290} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" \
         --out runs/gpu-mix-c --set 'data.train=[agentic:16000:0, agentic:16000:0:synthetic, agentic:2000:0:shipped]'
-    for r in b c; do
-        d=final
-        [ -d runs/gpu-mix-$r/final ] || d=checkpoints/$(cat runs/gpu-mix-$r/checkpoints/latest 2>/dev/null)/hf
-        [ -d runs/gpu-mix-$r/$d ] && tar -C runs/gpu-mix-$r -cf - "$d" train_log.jsonl |
-            split -b 15000000 - "$OUT/mix-$r.tar."
-    done
+    pack runs/gpu-mix-b mix-b
+    pack runs/gpu-mix-c mix-c
     ;;
 mapped)
     # Do rows whose values need converting (the mapped split) help on unseen tools when they are part of the full
     # mix? On the CPU, 500 of them as a continuation of the shipped adapter made it convert where it should copy
     # (EUR 71.66 -> 7166, flags set unasked; RESULTS "mapped split"). Run E: the shipped recipe's three sources plus
     # 8,000 mapped rows, one epoch from scratch (~38,800 rows, ~830 steps, ~260 s on an H200).
-    step mapped-e ${MAPPED_E_SECONDS:-360} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml \
-        --set data.max_rows=1000000 --set train.log_every=20 --set train.ckpt_every=100 --fresh --out runs/gpu-mapped-e \
+    step mapped-e ${MAPPED_E_SECONDS:-360} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" \
+        --out runs/gpu-mapped-e \
         --set 'data.train=[agentic:16000:0, agentic:16000:0:synthetic, agentic:2000:0:shipped, agentic:8000:0:mapped]'
-    d=final
-    [ -d runs/gpu-mapped-e/final ] || d=checkpoints/$(cat runs/gpu-mapped-e/checkpoints/latest 2>/dev/null)/hf
-    [ -d runs/gpu-mapped-e/$d ] && tar -C runs/gpu-mapped-e -cf - "$d" train_log.jsonl |
-        split -b 15000000 - "$OUT/mapped-e.tar."
+    pack runs/gpu-mapped-e mapped-e
     ;;
 *)
     echo "unknown stage $stage (checks, train, mix or mapped)" >&2

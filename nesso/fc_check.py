@@ -279,10 +279,12 @@ def check_calls(predicted_calls: Any, ground_truth: Any, tools: Any = None) -> C
         # different id of the first
         taken = {j for k, row in enumerate(results) if k != i for j, r in enumerate(row) if r.passed}
         named = [j for j, (gn, _) in enumerate(gt) if gn == name]
-        same = [(sum(any(value_matches(v, a) for a in gt[j][1].get(key, [])) for key, v in args.items()), -j)
-                for j in ([j for j in named if j not in taken] or named)]
-        why = results[i][-max(same)[1]].reason if same else f"no expected call is named {name}"
-        return CheckResult(False, f"call {i + 1}: {why}")
+        if not named:
+            return CheckResult(False, f"call {i + 1}: no expected call is named {name}")
+        right_values = {j: sum(any(value_matches(v, a) for a in gt[j][1].get(key, [])) for key, v in args.items())
+                        for j in ([j for j in named if j not in taken] or named)}
+        closest = max(right_values, key=right_values.__getitem__)  # the first of equals
+        return CheckResult(False, f"call {i + 1}: {results[i][closest].reason}")
     return CheckResult(False, "the calls cannot be matched one to one with the expected calls")
 
 

@@ -629,7 +629,7 @@ def test_mapped_rows_validate_and_convert_every_value(mapped_rows):
                     assert ok, (row["id"], key, value, user)
                     checked[archetype] += 1
                 elif isinstance(value, bool):  # a flag: its own on (or off) clause is in the request
-                    on, off = mapped.FLAGS[archetype]
+                    on, off = mapped.FLAGS[archetype].on, mapped.FLAGS[archetype].off
                     assert (on if value else off)[0 if row["lang"] == "en" else 1] in user, (row["id"], key, user)
                     checked["flag"] += 1
             by_kind = {kinds[k]: v for k, v in args.items()}

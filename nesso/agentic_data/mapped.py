@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from nesso.agentic_data.render import L, Val, date_val, join, money, num, person, pick, time_val
 from nesso.agentic_data.spec import Ctx, ToolSpec, array, boolean, enum, integer, number, s
@@ -75,15 +76,6 @@ PERIOD_CODES = {
 }
 
 
-def _period(codes: list[str]) -> Callable[[Ctx], Val]:
-    def sample(c: Ctx) -> Val:
-        i = c.rng.randrange(len(codes))
-        en, it = PERIOD_PHRASES[i]
-        said = L(pick(c.rng, en), pick(c.rng, it))
-        return Val(codes[i], said, {"bare": said})
-    return sample
-
-
 def _phrase_enum(table: list[tuple[str, tuple[str, ...], tuple[str, ...]]], en_clause: str = "{}",
                  it_clause: str = "{}") -> Callable[[Ctx], Val]:
     """An enum whose codes the user never says: each code comes with its own ways of saying it."""
@@ -118,17 +110,39 @@ SORTS = [("price_asc", ("cheapest first", "sorted by lowest price"),
 
 
 # ---- yes/no flags: a clause turns them on (or, now and then, explicitly off) ------------------------------------
-FLAGS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {  # archetype: ((en, it) on, (en, it) off)
-    "gift_wrap": (("gift-wrapped", "incartata da regalo"), ("without gift wrapping", "senza confezione regalo")),
-    "express": (("with express delivery", "con consegna espressa"),
-                ("with standard delivery", "con consegna standard")),
-    "insurance": (("insured", "assicurato"), ("without insurance", "senza assicurazione")),
-    "emergency": (("(it's an emergency)", "(è un'emergenza)"), ("(not urgent)", "(non urgente)")),
-    "eco": (("with eco-friendly products", "con prodotti ecologici"),
-            ("(any products are fine)", "(vanno bene prodotti qualsiasi)")),
-    "full_scan": (("and run the full check too", "e fai anche il controllo completo"),
-                  ("(just the quick check)", "(solo il controllo rapido)")),
-    "pets": (("(we're bringing our dog)", "(portiamo il cane)"), ("(no pets)", "(niente animali)")),
+class Flag(NamedTuple):
+    keys: tuple[str, ...]
+    description: str
+    question: L
+    on: tuple[str, str]  # (en, it) clause that sets it
+    off: tuple[str, str]  # (en, it) clause that clears it
+
+
+FLAGS: dict[str, Flag] = {
+    "gift_wrap": Flag(("gift_wrap", "as_gift", "wrap_as_gift"), "Wrap it as a gift",
+                      L("Should I gift-wrap it?", "Lo incarto da regalo?"),
+                      ("gift-wrapped", "incartata da regalo"), ("without gift wrapping", "senza confezione regalo")),
+    "express": Flag(("express", "express_delivery", "priority_shipping"), "Express delivery",
+                    L("Do you want express delivery?", "Vuoi la consegna espressa?"),
+                    ("with express delivery", "con consegna espressa"),
+                    ("with standard delivery", "con consegna standard")),
+    "insurance": Flag(("insured", "add_insurance", "insurance"), "Insure the shipment",
+                      L("Should I insure it?", "Lo assicuro?"),
+                      ("insured", "assicurato"), ("without insurance", "senza assicurazione")),
+    "emergency": Flag(("emergency", "is_emergency", "after_hours"), "Needs an emergency call-out",
+                      L("Is it an emergency?", "È un'emergenza?"),
+                      ("(it's an emergency)", "(è un'emergenza)"), ("(not urgent)", "(non urgente)")),
+    "eco": Flag(("eco_products", "green_products", "eco_friendly"), "Use eco-friendly products",
+                L("Eco-friendly products?", "Prodotti ecologici?"),
+                ("with eco-friendly products", "con prodotti ecologici"),
+                ("(any products are fine)", "(vanno bene prodotti qualsiasi)")),
+    "full_scan": Flag(("full_scan", "deep_check", "extended"), "Run the long, full check",
+                      L("Quick or full check?", "Controllo rapido o completo?"),
+                      ("and run the full check too", "e fai anche il controllo completo"),
+                      ("(just the quick check)", "(solo il controllo rapido)")),
+    "pets": Flag(("pets_allowed", "with_pets", "pet_friendly"), "Pets allowed",
+                 L("Are you bringing pets?", "Portate animali?"),
+                 ("(we're bringing our dog)", "(portiamo il cane)"), ("(no pets)", "(niente animali)")),
 }
 
 
@@ -221,32 +235,19 @@ MAPPED_ARGS: dict[str, Arg] = {
                  lambda c: _duration(c, in_hours=True), L("For how many hours?", "Per quante ore?")),
     "duration": Arg(("duration_minutes", "length_minutes", "minutes"), lambda: integer("Duration in minutes", minimum=1),
                     lambda c: _duration(c, in_hours=False), L("For how long?", "Per quanto tempo?")),
-    **{name: Arg(("period", "time_range", "window"), (lambda codes=codes: enum("Time period", codes)), _period(codes),
+    **{name: Arg(("period", "time_range", "window"), (lambda codes=codes: enum("Time period", codes)),
+                 _phrase_enum([(code, *said) for code, said in zip(codes, PERIOD_PHRASES)]),
                  L("Over which period?", "Per quale periodo?")) for name, codes in PERIOD_CODES.items()},
     "problem": Arg(("issue_type", "category", "problem_type"),
                    lambda: enum("Kind of problem", [p[0] for p in PROBLEMS]),
                    _phrase_enum(PROBLEMS, "because {}", "perché {}"),
                    L("What kind of problem is it?", "Che tipo di problema è?")),
     "size": Arg(("size", "shirt_size"), lambda: enum("Size", [x[0] for x in SIZES]),
-                lambda c: _clause(*_sized(c), "in {}", "{}"), L("Which size?", "Che taglia?")),
+                _phrase_enum(SIZES, "in {}", "{}"), L("Which size?", "Che taglia?")),
     "sort": Arg(("sort_by", "order_by", "sort"), lambda: enum("Result order", [x[0] for x in SORTS]),
                 _phrase_enum(SORTS), L("How should I sort them?", "Come le ordino?")),
-    **{name: Arg(keys, (lambda d=description: boolean(d, False)), _flag(*FLAGS[name]), question)
-       for name, keys, description, question in [
-           ("gift_wrap", ("gift_wrap", "as_gift", "wrap_as_gift"), "Wrap it as a gift",
-            L("Should I gift-wrap it?", "Lo incarto da regalo?")),
-           ("express", ("express", "express_delivery", "priority_shipping"), "Express delivery",
-            L("Do you want express delivery?", "Vuoi la consegna espressa?")),
-           ("insurance", ("insured", "add_insurance", "insurance"), "Insure the shipment",
-            L("Should I insure it?", "Lo assicuro?")),
-           ("emergency", ("emergency", "is_emergency", "after_hours"), "Needs an emergency call-out",
-            L("Is it an emergency?", "È un'emergenza?")),
-           ("eco", ("eco_products", "green_products", "eco_friendly"), "Use eco-friendly products",
-            L("Eco-friendly products?", "Prodotti ecologici?")),
-           ("full_scan", ("full_scan", "deep_check", "extended"), "Run the long, full check",
-            L("Quick or full check?", "Controllo rapido o completo?")),
-           ("pets", ("pets_allowed", "with_pets", "pet_friendly"), "Pets allowed",
-            L("Are you bringing pets?", "Portate animali?"))]},
+    **{name: Arg(f.keys, (lambda d=f.description: boolean(d, False)), _flag(f.on, f.off), f.question)
+       for name, f in FLAGS.items()},
     "amount_cents": Arg(("amount_cents", "cents", "value_cents"),
                         lambda: integer("Amount in euro cents (EUR 1.00 = 100)", minimum=1),
                         _cents, L("How much?", "Di quanto?")),
@@ -278,11 +279,6 @@ MAPPED_ARGS: dict[str, Arg] = {
                   _latest, L("By what time?", "Entro che ora?")),
 }
 ALL_ARGS: dict[str, Arg] = {**ARGS, **MAPPED_ARGS}
-
-
-def _sized(c: Ctx) -> tuple[str, L]:
-    code, en, it = pick(c.rng, SIZES)
-    return code, L(pick(c.rng, en), pick(c.rng, it))
 
 
 MAPPED_ACTIONS: list[Action] = [
