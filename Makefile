@@ -20,10 +20,17 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 # llama-cpp-python (dev: GGUF parity tests) builds from source with -march=native. On a VM that reports AMX its
 # AMX matmul dies of SIGILL (tileloadd, 2-core Xeon, 2026-11-27), so it is built without AMX (same flags on other
-# CPUs change nothing) and never from a wheel pip cached from an earlier build.
+# CPUs change nothing) and never from a wheel pip cached from an earlier build, which may come from another CPU.
+# The wheel built here is kept in a wheelhouse named after this CPU's flags and the build flags, so a clean clone
+# on the same machine installs it in seconds instead of compiling for ~7 minutes; another CPU gets its own build.
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CPP := llama-cpp-python==0.3.36
+CPU_KEY := $(shell (grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null; echo '$(NO_AMX)') | sha256sum | cut -c1-16)
+WHEELHOUSE ?= $(HOME)/.cache/nesso/wheels/$(CPU_KEY)
 $(VENV)/.installed-dev: $(VENV)/.installed
-	CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) install --no-cache-dir llama-cpp-python==0.3.36
+	$(PIP) install --no-index --no-deps --find-links $(WHEELHOUSE) $(LLAMA_CPP) 2>/dev/null \
+	  || CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELHOUSE) $(LLAMA_CPP)
+	$(PIP) install --find-links $(WHEELHOUSE) --only-binary llama-cpp-python $(LLAMA_CPP)
 	$(PIP) install -e '.[dev]'
 	touch $@
 

@@ -27,6 +27,7 @@ from nesso.agentic_data import (
     tools_shipped,
     validate_row,
 )
+from nesso.agentic_data.catalog import HELD_TOOLS, TRAIN_TOOLS
 from nesso.agentic_data.chains import CHAINS
 from nesso.agentic_data.generator import SHIPPED_CATEGORIES
 from nesso.agentic_data.importers import detect_lang
@@ -656,6 +657,11 @@ def test_mapped_durations_and_periods_say_what_they_mean():
     phrases = {p.lower() for w in mapped.PERIOD_PHRASES for lang in w for p in lang}
     assert not phrases & {p.lower() for said in HELD_PERIODS.values() for p in (said.en, said.it)}
     assert not set(HELD_PERIODS) & {code for codes in mapped.PERIOD_CODES.values() for code in codes}
+    # a key of a held-out tool is never one the mapped split brings in (the training tools may have it already):
+    # the held-out benchmark then measures transfer to tools whose keys were not trained on
+    mapped_keys = {k for arg in mapped.MAPPED_ARGS.values() for k in arg.keys}
+    held_keys = {k for t in HELD_TOOLS for k in t.parameters["properties"]}
+    assert not (mapped_keys & held_keys) - {k for t in TRAIN_TOOLS for k in t.parameters["properties"]}
     for a in mapped.MAPPED_ACTIONS:  # argument keys of one action never collide, and no name is a catalogue tool
         keys = [k for arg in (*a.required, *a.optional) for k in mapped.ALL_ARGS[arg].keys]
         assert len(keys) == len(set(keys)), a.names

@@ -230,12 +230,12 @@ def _latest(c: Ctx) -> Val:
 
 HHMM = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
 MAPPED_ARGS: dict[str, Arg] = {
-    "hours": Arg(("hours", "duration_hours", "hours_booked"),
+    "hours": Arg(("duration_hours", "hours_booked", "num_hours"),
                  lambda: number("Duration in hours (0.5 = 30 minutes)", minimum=0),
                  lambda c: _duration(c, in_hours=True), L("For how many hours?", "Per quante ore?")),
     "duration": Arg(("duration_minutes", "length_minutes", "minutes"), lambda: integer("Duration in minutes", minimum=1),
                     lambda c: _duration(c, in_hours=False), L("For how long?", "Per quanto tempo?")),
-    **{name: Arg(("period", "time_range", "window"), (lambda codes=codes: enum("Time period", codes)),
+    **{name: Arg(("time_range", "window", "lookback"), (lambda codes=codes: enum("Time period", codes)),
                  _phrase_enum([(code, *said) for code, said in zip(codes, PERIOD_PHRASES)]),
                  L("Over which period?", "Per quale periodo?")) for name, codes in PERIOD_CODES.items()},
     "problem": Arg(("issue_type", "category", "problem_type"),
@@ -271,10 +271,10 @@ MAPPED_ARGS: dict[str, Arg] = {
                                                                 "description": "Last day (YYYY-MM-DD)"},
                     lambda c: end_after(c, _start(c)), L("Until which day?", "Fino a che giorno?"),
                     after=("start_date", end_after)),
-    "earliest": Arg(("earliest", "not_before", "window_start"),
+    "earliest": Arg(("not_before", "window_start", "from_time"),
                     lambda: {"type": "string", "pattern": HHMM, "description": "Not before this time (24-hour HH:MM)"},
                     _earliest, L("From what time?", "Da che ora?")),
-    "latest": Arg(("latest", "not_after", "window_end"),
+    "latest": Arg(("not_after", "window_end", "until_time"),
                   lambda: {"type": "string", "pattern": HHMM, "description": "Not after this time (24-hour HH:MM)"},
                   _latest, L("By what time?", "Entro che ora?")),
 }
