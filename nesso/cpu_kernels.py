@@ -57,6 +57,11 @@ SOURCE = r"""
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #define NK_AVX512 1
+/* While a thread reads weight row r it asks for the same bytes of row r + 2 into L2 (a hint: never faults, even
+   past the end of the matrix). Rows are a few KB, too short for the hardware prefetcher to ramp up on each one; on a
+   2-core Intel Xeon VM this took a bf16 matrix-vector product from ~16 to 20-25 GB/s (a C loop over 8192 x 2048
+   matrices; into L1 instead: 19-25). Results are unchanged: it only moves loads earlier. */
+#define NK_PF(row, k, i) _mm_prefetch((const char *)((row) + 2 * (k) + (i)), _MM_HINT_T1)
 #endif
 
 typedef uint16_t bf16_t;
@@ -146,6 +151,8 @@ static float dot_bf16(const bf16_t *w, const bf16_t *x, int64_t k) {
 #if defined(NK_AVX512) && defined(__AVX512BF16__)
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
     for (; i + 64 <= k; i += 64) {
+        NK_PF(w, k, i);
+        NK_PF(w, k, i + 32);
         a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(w + i), (__m512bh)_mm512_loadu_si512(x + i));
         a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(w + i + 32), (__m512bh)_mm512_loadu_si512(x + i + 32));
     }
@@ -196,6 +203,8 @@ static inline __attribute__((always_inline)) void dot_bf16_n(const bf16_t *w, co
     for (int m = 0; m < R; m++) { a0[m] = _mm512_setzero_ps(); a1[m] = a0[m]; }
     int64_t i = 0;
     for (; i + 64 <= k; i += 64) {
+        NK_PF(w, k, i);
+        NK_PF(w, k, i + 32);
         const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + i), w1 = (__m512bh)_mm512_loadu_si512(w + i + 32);
 #pragma GCC unroll 8
         for (int m = 0; m < R; m++) {
@@ -238,6 +247,7 @@ static float dot_q8(const int8_t *w, const int16_t *x, int64_t k) {
 #ifdef NK_AVX512
         __m512i a0 = _mm512_setzero_si512(), a1 = a0;
         for (; i + 64 <= end; i += 64) {
+            NK_PF(w, k, i);
             __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + i)));
             __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + i + 32)));
 #ifdef __AVX512VNNI__
@@ -270,6 +280,7 @@ static inline __attribute__((always_inline)) void dot_q8_n(const int8_t *w, cons
 #pragma GCC unroll 8
         for (int m = 0; m < R; m++) a[m] = _mm512_setzero_si512();
         for (; i + 32 <= end; i += 32) {
+            NK_PF(w, k, i);
             const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + i)));
 #pragma GCC unroll 8
             for (int m = 0; m < R; m++) {
