@@ -40,7 +40,7 @@ def test_calculator_tool_returns_integers_when_exact():
 
 @pytest.mark.parametrize("value,a,b,expected", [
     (26.2, "miglia", "km", 42.16481), (100, "C", "F", 212), (0, "K", "C", -273.15), (1, "gal", "l", 3.785411784),
-    (5, "libbre", "chilogrammi", 2.26796185), (1, "GB", "MB", 1000), (90, "km/h", "m/s", 25), (3, "feet", "inch", 36),
+    (5, "libbre", "chilogrammi", 2.26796185), (3, "etti", "grammi", 300), (1, "GB", "MB", 1000), (90, "km/h", "m/s", 25), (3, "feet", "inch", 36),
 ])
 def test_unit_conversions(value, a, b, expected):
     assert convert(value, a, b) == pytest.approx(expected, rel=1e-6)

@@ -13,6 +13,7 @@ _TABLES: dict[str, dict[str, float]] = {
                "in": 0.0254, "inch": 0.0254, "pollice": 0.0254, "nmi": 1852, "nautical mile": 1852,
                "miglio nautico": 1852},
     "mass": {"kg": 1, "kilogram": 1, "chilogrammo": 1, "chilo": 1, "g": 0.001, "gram": 0.001, "grammo": 0.001,
+             "hg": 0.1, "hectogram": 0.1, "etto": 0.1,
              "mg": 1e-6, "milligram": 1e-6, "milligrammo": 1e-6, "t": 1000, "tonne": 1000, "tonnellata": 1000,
              "lb": 0.45359237, "pound": 0.45359237, "libbra": 0.45359237, "oz": 0.028349523125,
              "ounce": 0.028349523125, "oncia": 0.028349523125},
@@ -31,7 +32,7 @@ _TABLES: dict[str, dict[str, float]] = {
 _TEMPERATURE = {"c": "C", "celsius": "C", "°c": "C", "gradi celsius": "C", "f": "F", "fahrenheit": "F",
                 "°f": "F", "k": "K", "kelvin": "K"}
 _PLURALS = {"metri": "metro", "chilometri": "chilometro", "centimetri": "centimetro", "millimetri": "millimetro",
-            "miglia": "miglio", "piedi": "piede", "pollici": "pollice", "chili": "chilo", "grammi": "grammo",
+            "miglia": "miglio", "piedi": "piede", "pollici": "pollice", "chili": "chilo", "grammi": "grammo", "etti": "etto",
             "chilogrammi": "chilogrammo", "libbre": "libbra", "once": "oncia", "litri": "litro",
             "millilitri": "millilitro", "galloni": "gallone", "tazze": "tazza", "nodi": "nodo", "secondi": "secondo",
             "minuti": "minuto", "ore": "ora", "giorni": "giorno", "settimane": "settimana", "tonnellate": "tonnellata",
