@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from nesso.engine import Constraint, loop_continuation
-from nesso.errors import NessoError
+from nesso.errors import NessoError, one_line
 from nesso.tokenizer import Tokenizer
 from nesso.toolcalls import TOOL_CLOSE, TOOL_OPEN
 
@@ -230,12 +230,7 @@ def _explain(detail: str) -> str:
         return (f"the JSON schema uses {names}, which constrained decoding does not support; remove it "
                 "(and check it after generation) or turn constraints off")
     detail = re.sub(r"^at \d+\(\d+\): ", "", detail.strip())
-    return f"the schema cannot be enforced: {_short(detail)}"
-
-
-def _short(text: str, limit: int = 400) -> str:
-    text = re.sub(r"\s+", " ", text)
-    return text if len(text) <= limit else text[:limit] + "…"
+    return f"the schema cannot be enforced: {one_line(detail)}"
 
 
 class LLGuidanceConstraint(Constraint):
@@ -243,7 +238,7 @@ class LLGuidanceConstraint(Constraint):
         self.compiler = compiler
         self.matcher = compiler._ll.LLMatcher(compiler.lltok, grammar, log_level=0)
         if self.matcher.is_error():
-            raise NessoError(f"the grammar cannot be used: {_short(self.matcher.get_error())}")
+            raise NessoError(f"the grammar cannot be used: {one_line(self.matcher.get_error())}")
         self._structured = structured
 
     def allowed(self) -> torch.Tensor:
@@ -342,7 +337,7 @@ class LLGuidanceConstraint(Constraint):
 
     def advance(self, token: int) -> None:
         if not self.matcher.consume_token(token):
-            raise NessoError(f"constrained decoding failed: {_short(self.matcher.get_error())}")
+            raise NessoError(f"constrained decoding failed: {one_line(self.matcher.get_error())}")
 
     @property
     def done(self) -> bool:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nesso.errors import NessoError
+from nesso.errors import NessoError, one_line
 from nesso.fc_check import check_calls, expected_turns, parse_call
 from nesso.toolcalls import parse_tool_calls, validate_arguments
 
@@ -507,13 +507,12 @@ def failures_markdown(report: dict[str, Any]) -> str:
         out += [f"## {run['mode']}: {len(failed)} of {run['summary']['turns']} turns", ""]
         for case, i, turn in failed:
             got = "; ".join(_call_text(c["name"], c["arguments"]) for c in turn["calls"]) or "no call"
-            text = " ".join(turn["content"].split())
+            text = one_line(turn["content"], 200)
             if text:
-                got += f' — text: "{text[:200]}{"…" if len(text) > 200 else ""}"'
-            request = " ".join(turn.get("request", "").split())
+                got += f' — text: "{text}"'
             out += [f"- **{case['id']}** {case['category']} {case['lang']}" + (f" turn {i + 1}" if i else "")
                     + f" ({failure_kind(turn['reason'])}): {turn['reason']}",
-                    f"  - request: {request[:400]}{'…' if len(request) > 400 else ''}",
+                    f"  - request: {one_line(turn.get('request', ''))}",
                     f"  - expected: {_expected_text(turn.get('expected', []))}",
                     f"  - got: {got}" + "".join(f"; invalid: {e}" for e in turn["errors"])]
         out.append("")
