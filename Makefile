@@ -24,11 +24,12 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 # The wheel built here is kept in a wheelhouse named after this CPU's flags and the build flags, so a clean clone
 # on the same machine installs it in seconds instead of compiling for ~7 minutes; another CPU gets its own build.
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
-LLAMA_CPP := llama-cpp-python==0.3.36
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP := llama-cpp-python==$(LLAMA_CPP_VERSION)
 CPU_KEY := $(shell (grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null; echo '$(NO_AMX)') | sha256sum | cut -c1-16)
 WHEELHOUSE ?= $(HOME)/.cache/nesso/wheels/$(CPU_KEY)
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --no-index --no-deps --find-links $(WHEELHOUSE) $(LLAMA_CPP) 2>/dev/null \
+	ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 \
 	  || CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" $(PIP) wheel --no-cache-dir --no-deps -w $(WHEELHOUSE) $(LLAMA_CPP)
 	$(PIP) install --find-links $(WHEELHOUSE) --only-binary llama-cpp-python $(LLAMA_CPP)
 	$(PIP) install -e '.[dev]'
