@@ -9,8 +9,9 @@ AdamW and gradient clipping, on the same optimizer steps: the recipe's rows rend
 packed into ``seq_len`` sequences, ``micro_batch × grad_accum`` sequences a step, the loss on the assistant
 turns only.
 
-- nesso: ``nesso.train.Trainer.train_step`` as ``nesso sft`` runs it (packed-sample attention mask, fused LM head
-  and loss over the rows that have a target);
+- nesso: ``nesso.train.Trainer.train_step`` as ``nesso sft`` runs it (packed samples attending sample by sample on
+  a CPU, fused LM head and loss over the rows that have a target), eager and, as ``nesso-compiled``, with the
+  decoder layers compiled (``train.compile: true``; the compilation falls in the untimed warm-up step);
 - hf-peft: ``peft.get_peft_model(LlamaForCausalLM)`` with SDPA attention, the same ``position_ids`` (restarting
   at 0 for every packed sample) and a 4-D block-diagonal causal ``attention_mask`` (position ids alone do not
   keep packed samples apart in transformers' SDPA path), labels -100 outside the assistant turns,
@@ -66,11 +67,12 @@ def setup(args):
     return recipe, model, steps, rep
 
 
-def make_nesso(recipe, model):
+def make_nesso(recipe, model, compile_layers: bool):
     from nesso.schedules import Schedule, ScheduleConfig
     from nesso.train import Trainer
 
-    cfg = recipe.train
+    cfg = copy.copy(recipe.train)
+    cfg.compile = compile_layers
     trainer = Trainer(model, cfg, Schedule(ScheduleConfig(name="constant"), cfg.lr, 10**9), "/tmp/nesso-bench-sft",
                       show_progress=False)
     return lambda micro: trainer.train_step(micro)["loss"]
@@ -91,7 +93,7 @@ def make_hf_peft(recipe, model):
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
     def step(micro):
-        from nesso.model import packed_causal_mask
+        from nesso.packed_attention import packed_causal_mask
         from nesso.train import IGNORE_INDEX
 
         targets = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro)
@@ -123,16 +125,23 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: where both contenders train")
+    p.add_argument("--compile", choices=("recipe", "both"), default="both",
+                   help="nesso's layers compiled as the recipe says, or nesso both eager and compiled (default)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe, model, steps, rep = setup(args)
-    contenders = {"hf-peft": make_hf_peft(recipe, model), "nesso": make_nesso(recipe, copy.deepcopy(model))}
+    contenders = {"hf-peft": make_hf_peft(recipe, model)}
+    if args.compile == "both":
+        contenders["nesso"] = make_nesso(recipe, copy.deepcopy(model), False)
+        contenders["nesso-compiled"] = make_nesso(recipe, copy.deepcopy(model), True)
+    else:
+        contenders["nesso"] = make_nesso(recipe, copy.deepcopy(model), recipe.train.compile)
     names = list(contenders)
     times: dict[str, list[float]] = {n: [] for n in names}
     first: dict[str, float] = {}
     for i, micro in enumerate(steps):
-        for name in names[i % 2:] + names[:i % 2]:
+        for name in names[i % len(names):] + names[:i % len(names)]:
             t = time.perf_counter()
             loss = contenders[name](micro)
             if args.device.startswith("cuda"):
@@ -152,13 +161,14 @@ def main() -> None:
           f"{len(steps)} steps of {cfg.micro_batch} × {cfg.grad_accum} packed sequences (~{tokens:,.0f} tokens, "
           f"~{targets:,.0f} with a target: {targets / tokens:.0%}), {args.steps} timed after {args.warmup} warm-up, "
           f"alternating")
-    print(f"first-step loss: nesso {first['nesso']:.4f}, hf-peft {first['hf-peft']:.4f}")
-    print(f"{'contender':<10} {'median s/step':>14} {'tok/s':>8}")
+    print("first-step loss: " + ", ".join(f"{name} {first[name]:.4f}" for name in names))
+    print(f"{'contender':<15} {'median s/step':>14} {'tok/s':>8}")
     for name in names:
         med = statistics.median(times[name])
-        print(f"{name:<10} {med:>14.2f} {tokens / med:>8,.0f}")
-    ratio = statistics.median(times["hf-peft"]) / statistics.median(times["nesso"])
-    print(f"nesso / hf-peft: {ratio:.2f}x step speed")
+        print(f"{name:<15} {med:>14.2f} {tokens / med:>8,.0f}")
+    for name in names[1:]:
+        ratio = statistics.median(times["hf-peft"]) / statistics.median(times[name])
+        print(f"{name} / hf-peft: {ratio:.2f}x step speed")
 
 
 if __name__ == "__main__":

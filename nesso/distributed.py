@@ -105,9 +105,11 @@ def apply_activation_checkpointing(model: nn.Module) -> None:
 
 
 def apply_compile(model: nn.Module) -> None:
-    """``torch.compile`` each decoder layer in place (names unchanged; one graph reused by every layer)."""
+    """``torch.compile`` each decoder layer in place (names unchanged; one graph reused by every layer). Shapes are
+    static until one changes: fixed pretraining windows keep static graphs, while packed SFT rows, whose lengths
+    vary by a few tokens, get one graph dynamic in the length after the first change instead of one per length."""
     for layer in model.layers:
-        layer.compile(dynamic=False)
+        layer.compile()
 
 
 def apply_fsdp(model: nn.Module, param_dtype: torch.dtype | None = torch.bfloat16,

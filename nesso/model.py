@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nesso import cpu_kernels
 from nesso.config import ModelConfig
+from nesso.packed_attention import packed_attention, packed_causal_mask
 from nesso.quantize import _hooked, project, project_glu
-
-Spans = list[list[tuple[int, int]]]  # per batch row, the [start, end) of each packed sample
 
 
 class RMSNorm(nn.Module):
@@ -126,7 +124,7 @@ class Attention(nn.Module):
         self.kernels = False  # nesso.quantize.use_kernels: one-token no-grad bf16 CPU steps take nesso.cpu_kernels
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None, cache_start: int, spans: Spans | None = None) -> torch.Tensor:
+                cache: KVCache | None, cache_start: int, segments: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         if self.kernels:  # the three projections in one kernel call where they can be
             q, k, v = project(x, self.q_proj, self.k_proj, self.v_proj)
@@ -155,9 +153,11 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(cache_start, k, v)
         gqa = self.num_kv_heads != self.num_heads
-        if spans is not None and cache is None:
-            y = segment_attention(q, k, v, spans, gqa)
-            return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
+        if segments is not None and cache is None:
+            if q.device.type == "cpu":
+                y = packed_attention(q, k, v, segments)
+                return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
+            mask = packed_causal_mask(segments)
         is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
         if mask is None and t > 1 and not is_causal:
             # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
@@ -196,8 +196,8 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                cache: KVCache | None, cache_start: int, spans: Spans | None = None) -> torch.Tensor:
-        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start, spans)
+                cache: KVCache | None, cache_start: int, segments: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, cache_start, segments)
         x, h = self.post_attention_layernorm.add_forward(x, h)  # x = x + h; h = norm(x)
         h = self.mlp(h)
         if self.mlp.kernels and h.dtype == x.dtype == torch.bfloat16 and h.shape == x.shape and cpu_kernels.usable(x):
@@ -274,17 +274,19 @@ class Transformer(nn.Module):
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None, cache_start: int | None = None,
-                last_only: bool = False, return_hidden: bool = False, spans: Spans | None = None) -> torch.Tensor:
+                last_only: bool = False, return_hidden: bool = False,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, T] -> logits [B, T, V] (or [B, 1, V] with ``last_only``).
 
         positions [B, T]: RoPE positions (default: cache_start + arange(T)).
         attn_mask [B or 1, 1, T, S] bool (True = may attend): packing/padding masks; default causal.
         cache_start: write keys/values into ``self.caches`` from this slot (None = no cache).
-        spans: packed rows without a mask (``document_spans``): causal attention inside each span only, the
-        result of ``packed_causal_mask`` at a fraction of its cost (no cache; not with ``attn_mask``).
+        segments [B, T]: packed rows without a mask, the sample id of each token: causal attention inside each
+        sample only, what ``packed_causal_mask(segments)`` allows at a fraction of its cost on a CPU
+        (``nesso.packed_attention``; no cache; not with ``attn_mask``).
         """
         x, cos, sin = self.embed(input_ids, positions, cache_start)
-        return self.forward_embedded(x, cos, sin, attn_mask, cache_start, last_only, return_hidden, spans)
+        return self.forward_embedded(x, cos, sin, attn_mask, cache_start, last_only, return_hidden, segments)
 
     def embed(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
               cache_start: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -299,15 +301,15 @@ class Transformer(nn.Module):
     def forward_embedded(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                          attn_mask: torch.Tensor | None = None, cache_start: int | None = None,
                          last_only: bool = False, return_hidden: bool = False,
-                         spans: Spans | None = None) -> torch.Tensor:
+                         segments: torch.Tensor | None = None) -> torch.Tensor:
         """``forward`` from ``embed``'s outputs on."""
         start = cache_start or 0
         caches = self.caches if cache_start is not None else None
         if cache_start is not None and caches is None:
             raise RuntimeError("setup_caches() must be called before a cached forward")
-        if spans is not None and (attn_mask is not None or caches is not None):
-            raise ValueError("spans replace attn_mask for uncached packed rows; pass one or the other, no cache")
-        extra = () if spans is None else (spans,)  # compiled layers see the arguments they always saw
+        if segments is not None and (attn_mask is not None or caches is not None):
+            raise ValueError("segments replace attn_mask for uncached packed rows; pass one or the other, no cache")
+        extra = () if segments is None else (segments,)  # compiled layers see the arguments they always saw
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, attn_mask, caches[i] if caches else None, start, *extra)
         if last_only:
@@ -316,35 +318,6 @@ class Transformer(nn.Module):
         if return_hidden:
             return x
         return self.lm_head(x)
-
-
-def document_spans(document_ids: torch.Tensor) -> Spans:
-    """[B, T] sample ids of packed rows -> per row, ``(start, end)`` of each run of one id (padding included: its
-    outputs are never trained on)."""
-    ids = document_ids.cpu().numpy()
-    spans = []
-    for row in ids:
-        cuts = [0, *(np.flatnonzero(row[1:] != row[:-1]) + 1).tolist(), len(row)]
-        spans.append(list(zip(cuts[:-1], cuts[1:])))
-    return spans
-
-
-def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spans: Spans, gqa: bool) -> torch.Tensor:
-    """Causal attention of q/k/v [B, H, T, D] within each span of each row: what ``packed_causal_mask`` allows,
-    computed span by span (sum of squared span lengths, PyTorch's causal kernels) instead of over the whole T × T
-    mask (3x less time for the forward and backward of a 2k-token row of ~300-token samples on a CPU)."""
-    rows = [torch.cat([F.scaled_dot_product_attention(q[r:r + 1, :, s:e], k[r:r + 1, :, s:e], v[r:r + 1, :, s:e],
-                                                      is_causal=True, enable_gqa=gqa) for s, e in row], dim=2)
-            for r, row in enumerate(spans)]
-    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
-
-
-def packed_causal_mask(document_ids: torch.Tensor) -> torch.Tensor:
-    """[B, T] sample ids -> [B, 1, T, T] bool mask: causal and never across packed samples."""
-    t = document_ids.shape[1]
-    causal = torch.ones(t, t, dtype=torch.bool, device=document_ids.device).tril()
-    same = document_ids[:, :, None] == document_ids[:, None, :]
-    return (same & causal).unsqueeze(1)
 
 
 def empty_model(cfg: ModelConfig, dtype: torch.dtype = torch.float32,

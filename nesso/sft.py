@@ -6,7 +6,7 @@ its closing ``<|im_end|>`` (Axolotl's ``roles_to_train: [assistant]``, ``train_o
 becomes L − 1 (input, next-token label) pairs. Rows longer than ``train.seq_len`` are dropped, as Axolotl does.
 
 Sample packing puts rows into ``seq_len``-token sequences by first-fit-decreasing; every packed row keeps its own
-position ids (0, 1, …) and attends only to itself (``doc_ids`` → ``nesso.model.document_spans``), so a packed
+position ids (0, 1, …) and attends only to itself (``doc_ids`` → ``nesso.packed_attention``), so a packed
 batch gives the same per-token losses as the rows one by one. Packing happens once; the order of the packed
 sequences is reshuffled every epoch.
 

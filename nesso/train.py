@@ -3,7 +3,7 @@
 :class:`Trainer` takes a model, a schedule and, per optimizer step, a list of micro-batches (dicts of tensors);
 a *loss function* ``loss_fn(model, batch) -> summed loss`` decides what is learned. Pretraining uses
 :func:`causal_lm_loss` on plain windows; SFT plugs in the same function with ``labels`` = -100 outside the
-assistant turns and ``doc_ids``/``positions`` for packed samples (attention span by span, ``document_spans``);
+assistant turns and ``doc_ids``/``positions`` for packed samples (attention sample by sample, ``nesso.packed_attention``);
 DPO can pass its own.
 The loss of a step is normalised by the number of target tokens of the whole global batch (all micro-batches on
 all ranks), so accumulation and data parallelism give the same gradients as one big batch.
@@ -47,11 +47,12 @@ from nesso.distributed import (
     init_distributed,
 )
 from nesso.errors import NessoError
-from nesso.model import Spans, Transformer, build_model, document_spans, packed_causal_mask
+from nesso.model import Transformer, build_model
+from nesso.packed_attention import document_spans, packed_causal_mask
 from nesso.schedules import Schedule, ScheduleConfig
 
 IGNORE_INDEX = -100
-Batch = dict[str, Any]  # tensors; ``spans`` (document_spans of ``doc_ids``) when the trainer computed them
+Batch = dict[str, Any]  # tensors
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 # Dense bf16 peak FLOP/s per device, for MFU when train.peak_flops is not set.
@@ -279,39 +280,34 @@ def make_causal_lm_loss(chunk_tokens: int = 0) -> LossFn:
 
 def causal_lm_loss(model: nn.Module, batch: Batch, chunk_tokens: int = 0) -> torch.Tensor:
     """Summed cross-entropy over ``labels`` != -100. Optional keys: ``positions`` [B, T] (RoPE positions),
-    ``doc_ids`` [B, T] (packed samples: attention stays within a sample; ``spans``, their ``document_spans`` if
-    already known) or a ready ``attn_mask``."""
-    mask, spans = batch.get("attn_mask"), None
+    ``doc_ids`` [B, T] (packed samples: attention stays within a sample) or a ready ``attn_mask``."""
+    mask, segments = batch.get("attn_mask"), None
     if mask is None and "doc_ids" in batch:
-        if attends_span_by_span(model, batch["doc_ids"]):
-            spans = batch.get("spans") or document_spans(batch["doc_ids"])
+        if attends_span_by_span(batch["doc_ids"]):
+            segments = batch["doc_ids"]
         else:
             mask = packed_causal_mask(batch["doc_ids"])
     hidden = model(batch["input_ids"], positions=batch.get("positions"), attn_mask=mask, return_hidden=True,
-                   spans=spans)
+                   segments=segments)
     return linear_cross_entropy(hidden, model.lm_head.weight, batch["labels"], chunk_tokens)
 
 
-def attends_span_by_span(model: nn.Module, doc_ids: torch.Tensor) -> bool:
-    """Whether packed samples attend span by span (``segment_attention``) rather than through one block-diagonal
-    mask. Only on a CPU, where it is ~3x faster. Compiled layers would recompile for every batch's data-dependent
-    spans; on a GPU the per-span kernels are launch-bound: an H200 SFT step of 16 x 2,048 tokens took 1.3 s span by
-    span against 0.32 s with the mask (benchmarks/RESULTS.md, "GPU")."""
-    return doc_ids.device.type == "cpu" and not _compiled(model)
+def attends_span_by_span(doc_ids: torch.Tensor) -> bool:
+    """Whether packed samples attend sample by sample (``nesso.packed_attention``) rather than through one
+    block-diagonal mask. Only on a CPU, where it is ~3x faster; on a GPU the per-sample kernels are launch-bound: an
+    H200 SFT step of 16 x 2,048 tokens took 1.3 s span by span against 0.32 s with the mask (benchmarks/RESULTS.md,
+    "GPU")."""
+    return doc_ids.device.type == "cpu"
 
 
-def attended_pairs(batch: Batch, spans: Spans | None = None) -> int:
-    """Sum over the batch's sequences of length² (each packed sample on its own, ``spans`` if already known): the
-    attention term of the FLOPs (``ModelConfig.flops_per_token`` takes the mean context, this over the tokens)."""
+def attended_pairs(batch: Batch) -> int:
+    """Sum over the batch's sequences of length² (each packed sample on its own): the attention term of the FLOPs
+    (``ModelConfig.flops_per_token`` takes the mean context, this over the tokens). From the host copy of
+    ``doc_ids``: no device sync."""
     ids = batch["input_ids"]
     if "doc_ids" not in batch:
         return ids.shape[0] * ids.shape[1] ** 2
-    return sum((e - s) ** 2 for row in spans or document_spans(batch["doc_ids"]) for s, e in row)
-
-
-def _compiled(model: nn.Module) -> bool:
-    layers = getattr(model, "layers", None)
-    return bool(layers) and getattr(layers[0], "_compiled_call_impl", None) is not None
+    return sum((e - s) ** 2 for row in document_spans(batch["doc_ids"]) for s, e in row)
 
 
 def count_labelled(batch: Batch) -> int:
@@ -360,6 +356,10 @@ class Trainer:
         if cfg.activation_checkpointing:
             apply_activation_checkpointing(model)
         if cfg.compile:
+            if self.dist.device.type == "cpu" and not (os.environ.get("CXX") or shutil.which("g++")
+                                                       or shutil.which("clang++")):
+                raise NessoError("train.compile on a CPU needs a C++ compiler (torch.compile builds its CPU kernels "
+                                 "with one): install g++ (apt install g++) or set train.compile: false")
             apply_compile(model)
         self.fsdp = self.dist.world > 1 if use_fsdp is None else use_fsdp
         if self.fsdp:
@@ -397,12 +397,8 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float32, device=dev)
         attended = 0
         for batch in micro_batches:
-            # packed samples' spans from the host copy, once for the loss and the FLOPs (no device sync)
-            spans = document_spans(batch["doc_ids"]) if "doc_ids" in batch and "attn_mask" not in batch else None
-            attended += attended_pairs(batch, spans)
+            attended += attended_pairs(batch)
             batch = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            if spans is not None:
-                batch["spans"] = spans
             with self._autocast():
                 loss = self.loss_fn(model, batch)
             (loss * scale).backward()

@@ -3,7 +3,8 @@ import torch
 
 from nesso.config import PRESETS, ModelConfig, get_preset
 from nesso.errors import NessoError
-from nesso.model import Transformer, build_model, document_spans, packed_causal_mask
+from nesso.model import Transformer, build_model
+from nesso.packed_attention import document_spans, packed_causal_mask
 
 
 def test_nesso_04b_has_exactly_the_reported_parameter_count():
@@ -73,7 +74,7 @@ def test_spans_equal_the_packed_mask_in_values_and_gradients(tiny_model):
     assert document_spans(doc) == [[(0, 5), (5, 12)], [(0, 3), (3, 7), (7, 10), (10, 12)]]
     pos = torch.tensor([list(range(5)) + list(range(7)), [0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 0, 0]])
     results = []
-    for kwargs in ({"attn_mask": packed_causal_mask(doc)}, {"spans": document_spans(doc)}):
+    for kwargs in ({"attn_mask": packed_causal_mask(doc)}, {"segments": doc}):
         tiny_model.zero_grad()
         out = tiny_model(ids, positions=pos, **kwargs)
         out[:, :10].float().pow(2).mean().backward()  # the padding's outputs are never trained on
@@ -83,7 +84,7 @@ def test_spans_equal_the_packed_mask_in_values_and_gradients(tiny_model):
     for a, b in zip(grads_spans, grads_mask):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="one or the other"):
-        tiny_model(ids, attn_mask=packed_causal_mask(doc), spans=document_spans(doc))
+        tiny_model(ids, attn_mask=packed_causal_mask(doc), segments=doc)
 
 
 def test_bf16_cast_keeps_rope_tables_fp32_and_weights_tied(tiny_config):
