@@ -14,7 +14,7 @@ from torch import nn
 
 from nesso import cpu_kernels
 from nesso.config import ModelConfig
-from nesso.packed_attention import packed_attention, packed_causal_mask
+from nesso.packed_attention import attends_span_by_span, packed_attention, packed_causal_mask
 from nesso.quantize import _hooked, project, project_glu
 
 
@@ -153,11 +153,9 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(cache_start, k, v)
         gqa = self.num_kv_heads != self.num_heads
-        if segments is not None and cache is None:
-            if q.device.type == "cpu":
-                y = packed_attention(q, k, v, segments)
-                return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
-            mask = packed_causal_mask(segments)
+        if segments is not None:
+            y = packed_attention(q, k, v, segments)
+            return self.o_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
         is_causal = mask is None and t > 1 and (cache is None or cache_start == 0)
         if mask is None and t > 1 and not is_causal:
             # Chunked prefill into a non-empty cache: query i sees every cached slot and the chunk up to i.
@@ -283,7 +281,7 @@ class Transformer(nn.Module):
         cache_start: write keys/values into ``self.caches`` from this slot (None = no cache).
         segments [B, T]: packed rows without a mask, the sample id of each token: causal attention inside each
         sample only, what ``packed_causal_mask(segments)`` allows at a fraction of its cost on a CPU
-        (``nesso.packed_attention``; no cache; not with ``attn_mask``).
+        (``nesso.packed_attention``; elsewhere they become that mask; no cache; not with ``attn_mask``).
         """
         x, cos, sin = self.embed(input_ids, positions, cache_start)
         return self.forward_embedded(x, cos, sin, attn_mask, cache_start, last_only, return_hidden, segments)
@@ -309,6 +307,8 @@ class Transformer(nn.Module):
             raise RuntimeError("setup_caches() must be called before a cached forward")
         if segments is not None and (attn_mask is not None or caches is not None):
             raise ValueError("segments replace attn_mask for uncached packed rows; pass one or the other, no cache")
+        if segments is not None and not attends_span_by_span(segments):
+            attn_mask, segments = packed_causal_mask(segments), None  # once for all layers
         extra = () if segments is None else (segments,)  # compiled layers see the arguments they always saw
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, attn_mask, caches[i] if caches else None, start, *extra)

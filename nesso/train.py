@@ -48,7 +48,7 @@ from nesso.distributed import (
 )
 from nesso.errors import NessoError
 from nesso.model import Transformer, build_model
-from nesso.packed_attention import document_spans, packed_causal_mask
+from nesso.packed_attention import document_spans
 from nesso.schedules import Schedule, ScheduleConfig
 
 IGNORE_INDEX = -100
@@ -281,23 +281,11 @@ def make_causal_lm_loss(chunk_tokens: int = 0) -> LossFn:
 def causal_lm_loss(model: nn.Module, batch: Batch, chunk_tokens: int = 0) -> torch.Tensor:
     """Summed cross-entropy over ``labels`` != -100. Optional keys: ``positions`` [B, T] (RoPE positions),
     ``doc_ids`` [B, T] (packed samples: attention stays within a sample) or a ready ``attn_mask``."""
-    mask, segments = batch.get("attn_mask"), None
-    if mask is None and "doc_ids" in batch:
-        if attends_span_by_span(batch["doc_ids"]):
-            segments = batch["doc_ids"]
-        else:
-            mask = packed_causal_mask(batch["doc_ids"])
+    mask = batch.get("attn_mask")
+    segments = batch.get("doc_ids") if mask is None else None
     hidden = model(batch["input_ids"], positions=batch.get("positions"), attn_mask=mask, return_hidden=True,
                    segments=segments)
     return linear_cross_entropy(hidden, model.lm_head.weight, batch["labels"], chunk_tokens)
-
-
-def attends_span_by_span(doc_ids: torch.Tensor) -> bool:
-    """Whether packed samples attend sample by sample (``nesso.packed_attention``) rather than through one
-    block-diagonal mask. Only on a CPU, where it is ~3x faster; on a GPU the per-sample kernels are launch-bound: an
-    H200 SFT step of 16 x 2,048 tokens took 1.3 s span by span against 0.32 s with the mask (benchmarks/RESULTS.md,
-    "GPU")."""
-    return doc_ids.device.type == "cpu"
 
 
 def attended_pairs(batch: Batch) -> int:

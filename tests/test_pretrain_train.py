@@ -16,12 +16,12 @@ from nesso.data.shards import ShardWriter, TokenStream
 from nesso.errors import NessoError
 from nesso.lora import LoraConfig, add_lora, freeze_base
 from nesso.model import build_model
+from nesso.packed_attention import attends_span_by_span
 from nesso.schedules import Schedule, ScheduleConfig
 from nesso.train import (
     TrainConfig,
     Trainer,
     attended_pairs,
-    attends_span_by_span,
     causal_lm_loss,
     linear_cross_entropy,
 )
