@@ -17,6 +17,8 @@ renamed), and ``OUT/checkpoints/latest`` names the newest.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import json
 import math
 import os
@@ -398,6 +400,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if dev.type == "cpu":
+            release_freed_memory()
         loss_total = float(all_reduce_sum(loss_sum.double()).item())
         inputs = sum(b["input_ids"].numel() for b in micro_batches) * self.dist.world
         self.tokens_seen += inputs
@@ -606,6 +610,24 @@ def _single_process_dcp_quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         yield
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; musl and macOS have none
+    except (AttributeError, OSError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the OS. On a CPU the step's activations are tensors of many sizes (packed
+    rows vary in length), and glibc keeps the freed space of each step as holes it rarely reuses whole: a LoRA run's
+    resident memory grew from 3 to 9 GB over 179 steps while its live tensors stayed at 0.6 GB. Trimming after each
+    step keeps it at ~2 GB for ~0.15 s a step."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def peak_rss_gb() -> float:
