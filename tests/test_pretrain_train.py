@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from nesso.train import (
     attended_pairs,
     causal_lm_loss,
     linear_cross_entropy,
+    process_memory_gb,
     release_freed_memory,
 )
 from nesso.train import _malloc_trim as malloc_trim
@@ -284,20 +284,13 @@ def test_compiling_on_a_cpu_without_a_cpp_compiler_says_how_to_fix_it(tmp_path, 
                 show_progress=False)
 
 
-def _resident_gb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 2**20
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-@pytest.mark.skipif(malloc_trim() is None or not Path("/proc/self/status").exists(),
+@pytest.mark.skipif(malloc_trim() is None or process_memory_gb("VmRSS") is None,
                     reason="malloc_trim is glibc's and VmRSS Linux's")
 def test_freed_heap_memory_goes_back_to_the_os():
     blocks = [torch.ones(16_384) for _ in range(4_096)]  # 64 KiB each: heap chunks, not mmaps
     kept = blocks[::8]  # every eighth stays, so the freed space is holes, not the heap's top
     del blocks
-    before = _resident_gb()
+    before = process_memory_gb("VmRSS")
     release_freed_memory()
-    assert before - _resident_gb() > 0.1  # of the ~224 MiB freed
+    assert before - process_memory_gb("VmRSS") > 0.1  # of the ~224 MiB freed
     assert all(float(b[0]) == 1.0 for b in kept)
