@@ -27,7 +27,6 @@ from nesso.train import (
     process_memory_gb,
     release_freed_memory,
 )
-from nesso.train import _malloc_trim as malloc_trim
 
 VOCAB = 64
 TINY = ModelConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -284,13 +283,13 @@ def test_compiling_on_a_cpu_without_a_cpp_compiler_says_how_to_fix_it(tmp_path, 
                 show_progress=False)
 
 
-@pytest.mark.skipif(malloc_trim() is None or process_memory_gb("VmRSS") is None,
-                    reason="malloc_trim is glibc's and VmRSS Linux's")
+@pytest.mark.skipif(process_memory_gb("VmRSS") is None, reason="VmRSS is Linux's")
 def test_freed_heap_memory_goes_back_to_the_os():
     blocks = [torch.ones(16_384) for _ in range(4_096)]  # 64 KiB each: heap chunks, not mmaps
     kept = blocks[::8]  # every eighth stays, so the freed space is holes, not the heap's top
     del blocks
     before = process_memory_gb("VmRSS")
-    release_freed_memory()
+    if not release_freed_memory():
+        pytest.skip("malloc_trim is glibc's")
     assert before - process_memory_gb("VmRSS") > 0.1  # of the ~224 MiB freed
     assert all(float(b[0]) == 1.0 for b in kept)
