@@ -59,16 +59,38 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 
 # Dense bf16 peak FLOP/s per device, for MFU when train.peak_flops is not set.
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
-# The 2-core development machine's measured matmul throughput (nesso-facts.md): bf16 395, fp32 142 GFLOP/s.
-CPU_PEAK_FLOPS = {"bf16": 395e9, "fp32": 142e9}
 
 
 def device_peak_flops(device: torch.device, dtype: str = "bf16") -> float | None:
-    """Peak FLOP/s of ``device`` for MFU: the GPU's dense bf16 peak by name (None when unknown), or this CPU's."""
+    """Peak FLOP/s of ``device`` for MFU: the GPU's dense bf16 peak by name (None when unknown), or this CPU's
+    measured matmul rate."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-    return CPU_PEAK_FLOPS[dtype]
+    return cpu_matmul_flops(dtype, torch.get_num_threads())
+
+
+@functools.cache
+def cpu_matmul_flops(dtype: str, threads: int) -> float:
+    """This CPU's square-matmul rate at ``threads`` threads: the best of three 2048³ products (~0.1 s in bf16,
+    ~0.4 s in fp32 on two cores). Measured rather than tabled because CPUs of one name differ by 2× and more
+    (AVX-512 bf16 vs AMX; two AMD EPYC VMs read 395 and 750 bf16 GFLOP/s)."""
+    n = 2048
+    gen = torch.Generator().manual_seed(0)
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = (torch.randn(n, n, generator=gen).to(torch_dtype) for _ in range(2))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a @ b  # warm-up: oneDNN picks and packs its kernel on the first call
+        best = math.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return 2 * n**3 / best
 
 
 # ---- configuration ------------------------------------------------------------------------------------------

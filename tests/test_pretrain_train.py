@@ -23,6 +23,8 @@ from nesso.train import (
     Trainer,
     attended_pairs,
     causal_lm_loss,
+    cpu_matmul_flops,
+    device_peak_flops,
     linear_cross_entropy,
     process_memory_gb,
     release_freed_memory,
@@ -293,3 +295,16 @@ def test_freed_heap_memory_goes_back_to_the_os():
         pytest.skip("malloc_trim is glibc's")
     assert before - process_memory_gb("VmRSS") > 0.1  # of the ~224 MiB freed
     assert all(float(b[0]) == 1.0 for b in kept)
+
+
+def test_cpu_mfu_is_relative_to_this_machines_measured_matmul_rate():
+    threads = torch.get_num_threads()
+    rate = device_peak_flops(torch.device("cpu"), "fp32")
+    assert rate == cpu_matmul_flops("fp32", threads)  # measured once per dtype and thread count
+    assert torch.get_num_threads() == threads
+    assert 1e9 < rate < 1e14  # CPUs do tens to thousands of GFLOP/s; outside that the timing is broken
+    torch.set_num_threads(1)
+    try:
+        assert device_peak_flops(torch.device("cpu"), "fp32") == cpu_matmul_flops("fp32", 1)
+    finally:
+        torch.set_num_threads(threads)
