@@ -21,6 +21,7 @@ from typing import Any
 
 from nesso.engine import Engine, SamplingParams
 from nesso.errors import NessoError
+from nesso.tokenizer import valid_unicode
 from nesso.toolcalls import ToolCall, ToolCallParser, validate_arguments
 
 # Section headers that start the per-argument docs in a docstring (English and Italian).
@@ -165,7 +166,12 @@ class ToolRegistry:
         return len(self.tools)
 
     def execute(self, call: ToolCall) -> tuple[str, bool]:
-        """Run one call; returns (result text for the model, ok). Never raises."""
+        """Run one call; returns (result text for the model, ok). Never raises. Text that is not valid Unicode (a
+        file name's undecodable bytes) reaches the model with U+FFFD in place of each bad character."""
+        text, ok = self._execute(call)
+        return valid_unicode(text), ok
+
+    def _execute(self, call: ToolCall) -> tuple[str, bool]:
         t = self.tools.get(call.name)
         if t is None:
             return json.dumps({"error": f"unknown tool {call.name!r}"}), False

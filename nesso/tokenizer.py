@@ -8,6 +8,7 @@ slots 128,002/128,003.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,33 @@ from nesso.errors import NessoError
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 CHAT_TEMPLATE = resources.files("nesso").joinpath("chat_template.jinja").read_text(encoding="utf-8")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def not_unicode(texts: list[Any]) -> Exception:
+    """The error for text the tokenizer refused: a lone UTF-16 surrogate (what Python makes of invalid UTF-8 bytes
+    on a command line, or of a "\\ud800" escape in JSON) is not Unicode text, so it cannot be encoded."""
+    for text in texts:
+        if not isinstance(text, str):
+            return TypeError(f"the tokenizer encodes str, not {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            before = text[:e.start].rsplit("\n", 1)[-1][-24:]
+            return NessoError(f"the text has an unpaired surrogate (U+{ord(text[e.start]):04X}) after {before!r}, "
+                              "which is not valid Unicode (invalid UTF-8 bytes, or a lone \\ud800-\\udfff escape "
+                              "in JSON); send valid UTF-8 text")
+    return TypeError("the tokenizer refused the text")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with each unpaired surrogate replaced by U+FFFD, for text nesso did not write (a tool's result)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
 
 
 def _jinja_env():
@@ -126,10 +154,16 @@ class Tokenizer:
         return self.token_to_id(IM_START) is not None and self.token_to_id(IM_END) is not None
 
     def encode(self, text: str) -> list[int]:
-        return self.backend.encode(text, add_special_tokens=False).ids
+        try:
+            return self.backend.encode(text, add_special_tokens=False).ids
+        except TypeError:
+            raise not_unicode([text]) from None
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+        try:
+            return [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+        except TypeError:
+            raise not_unicode(texts) from None
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -149,7 +183,10 @@ class Tokenizer:
         closing ``<|im_end|>`` (Axolotl's roles_to_train=[assistant], train_on_eos=turn)."""
         text = self.apply_chat_template(messages, tools, add_generation_prompt)
         spans = assistant_spans(text)
-        enc = self.backend.encode(text, add_special_tokens=False)
+        try:
+            enc = self.backend.encode(text, add_special_tokens=False)
+        except TypeError:
+            raise not_unicode([text]) from None
         mask, j = [], 0
         for start, end in enc.offsets:
             while j < len(spans) and start >= spans[j][1]:

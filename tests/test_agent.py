@@ -200,6 +200,25 @@ def test_invalid_arguments_never_reach_the_tool():
     assert not ok and "unknown tool" in text
 
 
+def test_results_that_are_not_unicode_reach_the_model_with_replacement_characters():
+    @tool
+    def list_dir() -> str:
+        """A directory listing with a file name that was not UTF-8 (os.listdir gives it as a surrogate)."""
+        return "notes.txt caf\udce9.txt"
+
+    @tool
+    def broken(path: str) -> str:
+        """Fails with the undecodable name in its message."""
+        raise FileNotFoundError(f"no such file: {path}\udcff")
+
+    reg = ToolRegistry([list_dir, broken])
+    text, ok = reg.execute(ToolCall("c", "list_dir", {}, "{}"))
+    assert ok and text == "notes.txt caf\ufffd.txt"
+    text, ok = reg.execute(ToolCall("c", "broken", {"path": "x"}, '{"path": "x"}'))
+    assert not ok and "no such file: x\ufffd" in text
+    text.encode("utf-8")  # what the tokenizer will be given
+
+
 class Color(enum.Enum):
     RED = "red"
     BLUE = "blue"

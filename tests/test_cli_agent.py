@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from nesso.cli import main
-from nesso.commands.agent import guess_language, system_prompt
+from nesso.commands.agent import _agent, guess_language, system_prompt
 
 
 def run(capsys, *argv):
@@ -77,6 +77,33 @@ def test_chat_reads_commands_and_turns_from_stdin():
     out = proc.stdout
     assert "tools: calculator" in out and "calculator: Evaluate an arithmetic expression" in out
     assert "(no turn yet)" in out and '"steps"' in out and "(conversation cleared)" in out
+
+
+def test_chat_drops_a_failed_or_interrupted_turn_and_goes_on(capsys, monkeypatch):
+    """A turn that fails (text that is not Unicode: invalid UTF-8 on stdin arrives as surrogates) or that Ctrl-C
+    interrupts is reported and dropped whole; the chat goes on, and the next turn follows no dangling request."""
+    import nesso.commands.agent as cli
+
+    lines = iter(["ciao \udcff", "tell me a story", "What is 2 + 2?", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    made = []
+    monkeypatch.setattr(cli, "_agent", lambda *a: made.append(_agent(*a)) or made[-1])
+    show = cli._show
+
+    def ctrl_c_during(events, out=None):
+        first = next(events)  # the turn has started: the request is in the conversation
+        if made[0][0].messages[-1]["content"] == "tell me a story":
+            raise KeyboardInterrupt
+        return show(iter([first, *events]), out)
+
+    monkeypatch.setattr(cli, "_show", ctrl_c_during)
+    code, out, _ = run(capsys, "chat", "--tools", "nesso.tools:calculator", "--max-tokens", "40", "--max-steps", "2")
+    assert code == 0
+    assert "(error: the text has an unpaired surrogate (U+DCFF) after 'ciao '" in out
+    assert "(interrupted; the turn was dropped" in out and "`2 + 2` = 4" in out
+    messages = made[0][0].messages
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert messages[1]["content"] == "What is 2 + 2?"
 
 
 def test_demo_runs_offline(capsys):

@@ -306,6 +306,19 @@ def test_client_mistakes_are_4xx_openai_errors(base_url, body, param, code):
         assert err["code"] == code
 
 
+@pytest.mark.parametrize("path, body, param", [
+    ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "caf\ud800"}]},
+     "messages[0].content"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": USER, "tools": [{"type": "function", "function": {
+        "name": "f", "description": "\udc00", "parameters": {"type": "object"}}}]}, "tools[0].function.description"),
+])
+def test_a_lone_surrogate_escape_is_a_400_naming_the_field(base_url, path, body, param):
+    r = httpx.post(base_url + path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["code"] == "invalid_unicode" and "surrogate" in err["message"]
+
+
 def test_malformed_bodies(base_url, client):
     url = base_url + "/v1/chat/completions"
     bad = httpx.post(url, content=b'{"model": "tiny", "messages": [', headers={"content-type": "application/json"})

@@ -1,6 +1,7 @@
 import pytest
 
-from nesso.tokenizer import Tokenizer
+from nesso.errors import NessoError
+from nesso.tokenizer import Tokenizer, valid_unicode
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. 1234567 apples!",
@@ -55,3 +56,16 @@ def test_matches_transformers_on_the_saved_files(llama_tokenizer, tiny_dir):
     hf = transformers.AutoTokenizer.from_pretrained(tiny_dir)
     for text in TEXTS + ["<|im_start|>assistant\n<tool_call>\n{}\n</tool_call><|im_end|>"]:
         assert hf(text)["input_ids"] == llama_tokenizer.encode(text)
+
+
+def test_text_that_is_not_unicode_is_a_clear_error(llama_tokenizer):
+    """A lone surrogate (invalid UTF-8 bytes on a command line, a "\\ud800" escape in JSON) is refused with the
+    code point and the text before it, not the Rust binding's TypeError."""
+    bad = "ciao \udcff e poi"
+    for encode in (lambda: llama_tokenizer.encode(bad), lambda: llama_tokenizer.encode_batch(["ok", bad]),
+                   lambda: llama_tokenizer.encode_chat([{"role": "user", "content": bad}])):
+        with pytest.raises(NessoError, match=r"unpaired surrogate \(U\+DCFF\) after 'ciao '"):
+            encode()
+    with pytest.raises(TypeError):
+        llama_tokenizer.encode(None)
+    assert valid_unicode(bad) == "ciao \ufffd e poi" and valid_unicode("città") == "città"

@@ -167,7 +167,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if line.startswith("/"):
             print("commands: /reset /tools /trace /quit")
             continue
-        last = _show(agent.events(line))
+        before = len(agent.messages)
+        try:
+            last = _show(agent.events(line))
+        except (NessoError, KeyboardInterrupt) as e:
+            # A failed or interrupted turn is dropped whole, so the next one does not follow a dangling request.
+            del agent.messages[before:]
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"error: {e}"
+            print(f"\n({why}; the turn was dropped and the conversation is as before it; /reset starts a new one)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from nesso.engine import Engine
 from nesso.server import errors
 from nesso.server.agent_stream import agent_events, prepare_agent
 from nesso.server.chat import ChatService
-from nesso.server.errors import ApiError, error_body
+from nesso.server.errors import ApiError, check_unicode, error_body
 from nesso.server.scheduler import Scheduler
 from nesso.server.schemas import (
     AgentChatRequest,
@@ -109,6 +109,7 @@ def create_app(engine: Engine, model_name: str = "default", *, aliases: tuple[st
         500: {"model": ErrorResponse, "description": "a fault of the server (never the client's mistake)"}})
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Response:
         check_model(req.model)
+        check_unicode(req.model_dump(by_alias=True, exclude_none=True))
         prepared = await run_in_threadpool(chat.prepare, req)  # grammar compiles and tokenizing stay off the loop
         tickets, queue = chat.submit(prepared)
         if prepared.stream:
@@ -129,6 +130,7 @@ def create_app(engine: Engine, model_name: str = "default", *, aliases: tuple[st
               "description": "SSE events: {type: text|call|result|done|error, ...}, then data: [DONE]"},
         **ERRORS})
     async def agent_chat(req: AgentChatRequest) -> StreamingResponse:
+        check_unicode(req.model_dump(by_alias=True, exclude_none=True))
         agent, user, choice, stopped = await run_in_threadpool(prepare_agent, req, engine, scheduler, tools,
                                                                max_tokens_cap)
         return StreamingResponse(agent_events(agent, user, choice, stopped), media_type="text/event-stream",

@@ -31,6 +31,26 @@ def error_response(status: int, message: str, param: str | None = None, code: st
     return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
 
 
+def check_unicode(value: Any, where: str = "") -> None:
+    """A lone UTF-16 surrogate (a ``"\\ud800"`` escape) is valid JSON but not text a tokenizer can encode: 400,
+    naming the field."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ApiError(400, f"{where or 'the request'} has an unpaired UTF-16 surrogate "
+                                f"(\\u{ord(value[e.start]):04x}), which is not valid Unicode; escape characters "
+                                "outside the BMP as a surrogate pair or send them as UTF-8", param=where or None,
+                           code="invalid_unicode") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key, where)
+            check_unicode(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_unicode(item, f"{where}[{i}]")
+
+
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 _FORMATS = {"text", "json_object", "json_schema"}
 _TYPE_NAMES = {"str", "int", "float", "bool", "none", "dict", "list"}
