@@ -77,7 +77,8 @@ def write_corpus(root):
              "",
              json.dumps(["a list"]),
              json.dumps({"text": "Oggi piove a Milano e fa freddo."}),
-             json.dumps({"text": ""})]
+             json.dumps({"text": ""}),
+             '{"text": "caff\\u00e8 \\ud800"}']  # a lone surrogate escape: valid JSON, not text
     (root / "it.jsonl").write_text("\n".join(lines) + "\n")
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -121,10 +122,11 @@ def test_tokenize_writes_exact_documents_and_counts_malformed_input(tmp_path, ll
         assert entry["tokens"] == sum(len(d) for d in docs)
     assert manifest["sources"]["en"]["skipped"] == {"not UTF-8": 1, "empty": 1}
     assert manifest["sources"]["it"]["skipped"] == {"invalid JSON": 1, "no 'text' field": 1,
-                                                    "'text' is not a string": 1, "not a JSON object": 1, "empty": 1}
+                                                    "'text' is not a string": 1, "not a JSON object": 1, "empty": 1,
+                                                    "lone surrogate escape": 1}
     assert manifest["sources"]["code"]["skipped"] == {"'content' is not a string": 1}
     assert any("it.jsonl:2" in e for e in manifest["sources"]["it"]["examples"])
-    assert any(line.startswith("it ") and "skipped 5" in line for line in lines)
+    assert any(line.startswith("it ") and "skipped 6" in line for line in lines)
 
 
 def test_interrupted_tokenization_resumes_to_identical_shards(tmp_path, monkeypatch):

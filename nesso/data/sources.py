@@ -201,7 +201,17 @@ def _jsonl_record(raw: bytes, column: str, where: str) -> Item:
     text = obj[column]
     if not isinstance(text, str):
         return Skipped(f"'{column}' is not a string", where)
+    if b"\\u" in raw and _lone_surrogate(text):  # "\\ud800" alone is valid JSON but not text a tokenizer takes
+        return Skipped("lone surrogate escape", where)
     return text if text.strip() else Skipped("empty", where)
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
 
 
 def _iter_parquet(path: Path, column: str) -> Iterator[Item]:
