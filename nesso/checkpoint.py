@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -78,11 +79,23 @@ def save_hf(model: Transformer, tokenizer: Tokenizer | None, out_dir: str | Path
     renamed into place so an interrupted save never leaves a half-written checkpoint."""
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
     dtype = parse_dtype(dtype) if dtype is not None else model.embed_tokens.weight.dtype
     dtype_name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    check_replaceable(out, is_model_file, "a model checkpoint")
+    tmp = make_sibling_dir(out)
+    try:
+        _write_hf(model, tokenizer, tmp, dtype, dtype_name, save_file)
+        replace_dir(tmp, out)
+    except OSError as e:
+        raise NessoError(f"could not write {out}: {e.strerror or e}") from None
+    finally:
+        _rmtree(tmp)
+    return out
+
+
+def _write_hf(model: Transformer, tokenizer: Tokenizer | None, tmp: Path, dtype: torch.dtype, dtype_name: str,
+              save_file) -> None:
     cfg = model.config
     if tokenizer is not None:
         cfg = cfg.replace(eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id, bos_token_id=tokenizer.bos_id)
@@ -98,20 +111,57 @@ def save_hf(model: Transformer, tokenizer: Tokenizer | None, out_dir: str | Path
     (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     if tokenizer is not None:
         tokenizer.save(tmp)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        os.replace(out, old) if not old.exists() else None
-        _rmtree(old)
-        _rmtree(out)
+
+
+# What a model or adapter directory holds (nesso's files, sharded safetensors, a PEFT adapter's two files); anything
+# else in an existing output directory means it is not one, and it is left alone.
+MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+               "adapter_config.json", "adapter_model.safetensors"}
+
+
+def is_model_file(name: str) -> bool:
+    return name in MODEL_FILES or (name.startswith("model-") and name.endswith(".safetensors"))
+
+
+def check_replaceable(out: Path, ours: Callable[[str], bool], what: str) -> None:
+    """A directory nesso writes replaces ``out`` whole; refuse where ``out`` is a file, or a directory holding
+    anything ``ours`` does not recognise (a mistyped --out such as the home folder must never be deleted)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise NessoError(f"{out} exists and is not a directory; {what} is a directory: give a new path")
+    foreign = sorted(p.name for p in out.iterdir() if not ours(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise NessoError(f"{out} already holds files that are not part of {what} ({shown}); it would be replaced "
+                         "whole, so give a new or empty directory")
+
+
+def make_sibling_dir(out: Path) -> Path:
+    """A private temporary directory next to ``out`` (same file system, so the final rename is atomic)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise NessoError(f"could not write {out}: {e.strerror or e}") from None
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Put the finished ``tmp`` at ``out``; an earlier ``out`` is deleted only after the new one is in place."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    os.replace(out, old)  # onto an empty directory: allowed by rename(2)
     os.replace(tmp, out)
-    return out
+    _rmtree(old)
 
 
 def _rmtree(path: Path) -> None:
     import shutil
 
-    if path.exists():
-        shutil.rmtree(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def read_hf_config(directory: Path) -> ModelConfig:

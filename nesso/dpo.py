@@ -591,7 +591,7 @@ def run_dpo(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
     sec.finish()
     cfg = recipe.train
     pairs, how = load_pairs(source, recipe.seed, max_pairs)  # bad pairs fail before a run folder or a model exists
-    dist_info, out, say = prepare_run(recipe, out_dir, fresh)
+    dist_info, out, say = prepare_run(recipe, out_dir, fresh, export_hf)
 
     loaded, model = load_start_model(recipe, cfg.seq_len, say)
     tokenizer = loaded.tokenizer

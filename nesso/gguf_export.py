@@ -198,6 +198,14 @@ def check_export_type(export_type: str) -> None:
         raise NessoError(f"unknown GGUF type {export_type!r}; use one of {', '.join(EXPORT_TYPES)}")
 
 
+def _is_gguf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def export_gguf(model: Transformer, tokenizer: Tokenizer, out: str | Path, export_type: str = "f16",
                 name: str = "nesso") -> ExportSummary:
     """Write ``out`` atomically (a temporary sibling renamed into place), so a failed export never leaves a
@@ -209,13 +217,19 @@ def export_gguf(model: Transformer, tokenizer: Tokenizer, out: str | Path, expor
     out = Path(out).expanduser()
     if out.is_dir():
         raise NessoError(f"--out {out} is a directory; give a file name such as {out / 'model.gguf'}")
+    if out.exists() and not _is_gguf(out):
+        raise NessoError(f"--out {out} exists and is not a GGUF file; nesso overwrites only GGUF files: give a new "
+                         "file name")
     cfg = model.config
     vocab = gguf_vocab(tokenizer, cfg.vocab_size)
     if tokenizer.eos_id is None or tokenizer.pad_id is None:
         raise NessoError("the tokenizer needs an eos and a pad token to be exported")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as e:
+        raise NessoError(f"could not write {out}: {e.strerror or e}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     counts: dict[str, int] = {}

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,21 +219,19 @@ def save_adapter(model_or_sd: nn.Module | dict[str, torch.Tensor], out_dir: str 
                for k, v in lora_state_dict(model_or_sd).items()}
     if not tensors:
         raise NessoError("the model has no LoRA adapters to save")
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    from nesso.checkpoint import check_replaceable, is_model_file, make_sibling_dir, replace_dir
+
+    out = Path(out_dir).expanduser()
+    check_replaceable(out, is_model_file, "a LoRA adapter")
+    tmp = make_sibling_dir(out)
     try:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(adapter_config_dict(cfg, base), indent=2) + "\n")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, out)
-    except BaseException:
+        replace_dir(tmp, out)
+    except OSError as e:
+        raise NessoError(f"could not write {out}: {e.strerror or e}") from None
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -401,10 +401,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_run(recipe: PostRecipe, out_dir: str | None, fresh: bool) -> tuple[DistInfo, Path, Callable]:
+def prepare_run(recipe: PostRecipe, out_dir: str | None, fresh: bool,
+                export_hf: str | None = None) -> tuple[DistInfo, Path, Callable]:
     cfg = recipe.train
     if out_dir:
         cfg.out_dir = out_dir
+    if export_hf:  # refused now rather than after the training
+        from nesso.checkpoint import check_replaceable, is_model_file
+
+        check_replaceable(expand_path(export_hf), is_model_file, "a model checkpoint")
     dist_info = init_distributed(cfg.device)
     say = print if dist_info.is_main else (lambda _msg: None)
     if cfg.threads and dist_info.device.type == "cpu":
@@ -478,7 +483,7 @@ def run_sft(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
     ds.finish()
     cfg = recipe.train
     rows = load_rows(source, max_rows)  # a bad data source fails before a run folder or a model exists
-    dist_info, out, say = prepare_run(recipe, out_dir, fresh)
+    dist_info, out, say = prepare_run(recipe, out_dir, fresh, export_hf)
 
     loaded, model = load_start_model(recipe, cfg.seq_len, say)
     tokenizer = loaded.tokenizer

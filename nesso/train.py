@@ -755,6 +755,10 @@ def run_pretrain(recipe_path: str | Path, overrides: list[str] | None = None, ou
     cfg = recipe.train
     if out_dir:
         cfg.out_dir = out_dir
+    if export_hf:  # refused now rather than after the training
+        from nesso.checkpoint import check_replaceable, is_model_file
+
+        check_replaceable(expand_path(export_hf), is_model_file, "a model checkpoint")
     dist_info = init_distributed(cfg.device)
     say = echo if dist_info.is_main else (lambda _msg: None)
     if cfg.threads and dist_info.device.type == "cpu":

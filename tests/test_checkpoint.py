@@ -76,6 +76,27 @@ def test_save_replaces_an_existing_directory_atomically(tiny_model, llama_tokeni
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary leftovers
 
 
+def test_save_never_replaces_what_is_not_a_checkpoint(tiny_model, llama_tokenizer, tmp_path):
+    """--out is replaced whole, so a mistyped one (a file, the home folder, a project) is refused untouched."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(NessoError, match="is not a directory"):
+        save_hf(tiny_model, llama_tokenizer, notes)
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "config.json").write_text("{}")
+    (project / "README.md").write_text("mine")
+    with pytest.raises(NessoError, match=r"not part of a model checkpoint \(README.md, src\)"):
+        save_hf(tiny_model, llama_tokenizer, project)
+    assert notes.read_text() == "mine" and (project / "README.md").read_text() == "mine" and (project / "src").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "project"]  # nothing half-written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (save_hf(tiny_model, llama_tokenizer, empty) / "model.safetensors").is_file()
+    with pytest.raises(NessoError, match="could not write"):
+        save_hf(tiny_model, llama_tokenizer, notes / "inside")
+
+
 @pytest.fixture
 def broken(tiny_dir, tmp_path):
     d = tmp_path / "broken"

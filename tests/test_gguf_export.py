@@ -217,6 +217,15 @@ def test_bad_exports_are_clear_errors(tmp_path, tiny_model, llama_tokenizer, smo
     with pytest.raises(NessoError, match="not one that llama.cpp reproduces"):
         export_gguf(tiny_model, Tokenizer(backend, bos_token=None, eos_token="<|im_end|>"), tmp_path / "x.gguf")
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*tmp"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(NessoError, match="exists and is not a GGUF file"):
+        export_gguf(tiny_model, llama_tokenizer, notes)
+    assert notes.read_text() == "mine"
+    with pytest.raises(NessoError, match="could not write"):
+        export_gguf(tiny_model, llama_tokenizer, notes / "x.gguf")
+    again = export_gguf(tiny_model, llama_tokenizer, tmp_path / "x.gguf", "f32").path  # a GGUF is overwritten
+    assert export_gguf(tiny_model, llama_tokenizer, again, "q8_0").path == again
 
 
 def test_truncated_file_is_a_clear_error(tiny_gguf, tmp_path):

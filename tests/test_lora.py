@@ -88,6 +88,12 @@ def test_adapter_files_use_peft_layout_and_round_trip(tmp_path, base_dir):
     assert len(keys) == 2 * len(TARGETS) * 2  # A and B, 7 projections, 2 layers
     assert set(read_adapter_weights(out)) == {k for k in model.state_dict() if "lora_" in k}
 
+    assert save_adapter(model, out, model.lora_config, base=str(base_dir)) == out  # an adapter is replaced
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(NessoError, match=r"not part of a LoRA adapter \(mine.txt\)"):
+        save_adapter(model, out, model.lora_config, base=str(base_dir))
+    (out / "mine.txt").unlink()
+
     fresh = build_model(tiny_chat_config(), seed=11)
     load_adapter(fresh, out)
     with torch.no_grad():

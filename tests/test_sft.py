@@ -272,3 +272,7 @@ schedule: {{name: cosine, constant_ratio: 0.8, min_ratio: 0.3, warmup_steps: 1}}
     captured = capsys.readouterr()
     assert "agentic:N:SEED:synthetic" in captured.err and "LoRA" not in captured.out
     assert not (tmp_path / "typo").exists()
+    # an --export-hf that is not a model directory is refused before the training, and left as it was
+    assert main(["sft", str(recipe), "--out", str(tmp_path / "third"), "--export-hf", str(recipe)]) == 2
+    captured = capsys.readouterr()
+    assert "is not a directory" in captured.err and not (tmp_path / "third").exists() and recipe.read_text() == text
