@@ -290,6 +290,9 @@ def test_command_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown suite 'nope'; choose from heldout, train-tools, made-up-tools, mapped-tools" in capsys.readouterr().err
     assert main(["eval", "fc", "default", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
+    (tmp_path / "report.txt").write_text("mine")
+    assert main(["eval", "fc", "default", "--out", str(tmp_path / "report.txt")]) == 2  # before any model runs
+    assert "--out" in capsys.readouterr().err and (tmp_path / "report.txt").read_text() == "mine"
     assert main(["eval", "fc", "default", "--device", "tpu"]) == 2
     assert "--device 'tpu': use cpu or cuda" in capsys.readouterr().err
     if not torch.cuda.is_available():

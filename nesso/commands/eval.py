@@ -187,6 +187,8 @@ def cmd_fc(args: argparse.Namespace) -> int:
     _require_cuda(args.device)
     modes = (True, False) if args.compare_constrained else ((False,) if args.no_constrain else (True,))
     cases = fc.build_cases(args.limit, categories, langs, args.suite)  # validates before a model is loaded
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise NessoError(f"--out {args.out} is a file; give the directory for the report")
     turns = sum(len(c.turns) for c in cases) * (1 if is_url else len(modes))
     bar = tqdm(total=turns, desc="fc turns", file=sys.stderr, disable=None)
     report = fc.run_benchmark(args.target, per_cell=args.limit, categories=categories, langs=langs, modes=modes,
