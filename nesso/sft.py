@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from nesso.distributed import DistInfo, barrier, init_distributed
 from nesso.errors import NessoError
 from nesso.lora import LoraConfig, add_lora, freeze_base, is_lora_name, load_adapter, merge_lora, save_adapter
 from nesso.schedules import Schedule, ScheduleConfig
-from nesso.train import IGNORE_INDEX, Batch, TrainConfig, Trainer
+from nesso.train import IGNORE_INDEX, Batch, TrainConfig, Trainer, clear_run
 
 AGENTIC_PREFIX = "agentic:"
 
@@ -417,9 +416,7 @@ def prepare_run(recipe: PostRecipe, out_dir: str | None, fresh: bool,
     seed_everything(recipe.seed + dist_info.rank)
     out = expand_path(cfg.out_dir)
     if fresh and dist_info.is_main:
-        for stale in (out / "checkpoints", out / "final"):
-            shutil.rmtree(stale, ignore_errors=True)
-        (out / "train_log.jsonl").unlink(missing_ok=True)
+        clear_run(out, final=True)
     barrier()
     return dist_info, out, say
 

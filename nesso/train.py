@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 import warnings
@@ -676,6 +677,27 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+_CHECKPOINT_ENTRY = re.compile(r"^(\.?step_\d{8}(\.tmp)?|latest(\.tmp)?)$")
+
+
+def clear_run(out: Path, *, final: bool = False) -> None:
+    """``--fresh``: delete the run state nesso keeps in ``out`` (checkpoints/, train_log.jsonl, and final/ when
+    asked), refusing where checkpoints/ or final/ hold anything nesso did not write there."""
+    from nesso.checkpoint import check_replaceable, is_model_file
+
+    ckpt = out / "checkpoints"
+    if ckpt.is_dir():
+        foreign = sorted(p.name for p in ckpt.iterdir() if not _CHECKPOINT_ENTRY.match(p.name))
+        if foreign:
+            raise NessoError(f"--fresh would delete {ckpt}, which holds more than nesso's checkpoints "
+                             f"({', '.join(foreign[:3])}); give another --out")
+    if final:
+        check_replaceable(out / "final", is_model_file, "a run's final model")
+        shutil.rmtree(out / "final", ignore_errors=True)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    (out / "train_log.jsonl").unlink(missing_ok=True)
+
+
 def latest_checkpoint(root: Path) -> Path | None:
     pointer = root / "latest"
     if pointer.is_file():
@@ -765,9 +787,8 @@ def run_pretrain(recipe_path: str | Path, overrides: list[str] | None = None, ou
         torch.set_num_threads(cfg.threads)
     _seed_everything(recipe.seed + dist_info.rank)
     out = expand_path(cfg.out_dir)
-    if fresh and dist_info.is_main and (out / "checkpoints").exists():
-        shutil.rmtree(out / "checkpoints")
-        (out / "train_log.jsonl").unlink(missing_ok=True)
+    if fresh and dist_info.is_main:
+        clear_run(out)
     barrier()
 
     names = [s.name for s in recipe.data.sources]

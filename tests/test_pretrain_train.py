@@ -23,6 +23,7 @@ from nesso.train import (
     Trainer,
     attended_pairs,
     causal_lm_loss,
+    clear_run,
     cpu_matmul_flops,
     device_peak_flops,
     linear_cross_entropy,
@@ -308,3 +309,28 @@ def test_cpu_mfu_is_relative_to_this_machines_measured_matmul_rate():
         assert device_peak_flops(torch.device("cpu"), "fp32") == cpu_matmul_flops("fp32", 1)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_fresh_deletes_only_the_run_state_nesso_wrote(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_00000040" / "dcp").mkdir(parents=True)
+    (run / "checkpoints" / ".step_00000050.tmp").mkdir()
+    (run / "checkpoints" / "latest").write_text("step_00000040\n")
+    (run / "final").mkdir()
+    (run / "final" / "adapter_config.json").write_text("{}")
+    (run / "train_log.jsonl").write_text("{}\n")
+    (run / "data.jsonl").write_text("mine")
+    clear_run(run, final=True)
+    assert sorted(p.name for p in run.iterdir()) == ["data.jsonl"]
+
+    other = tmp_path / "lightning"  # someone else's checkpoints/ folder, or final/
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "checkpoints" / "epoch=3.ckpt").write_text("mine")
+    with pytest.raises(NessoError, match=r"holds more than nesso's checkpoints \(epoch=3.ckpt\)"):
+        clear_run(other)
+    (other / "checkpoints" / "epoch=3.ckpt").rename(other / "epoch=3.ckpt")
+    (other / "final").mkdir()
+    (other / "final" / "notes.txt").write_text("mine")
+    with pytest.raises(NessoError, match="not part of a run's final model"):
+        clear_run(other, final=True)
+    assert (other / "final" / "notes.txt").read_text() == "mine" and (other / "checkpoints").is_dir()
