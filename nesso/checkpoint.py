@@ -153,7 +153,11 @@ def replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    os.replace(out, old)  # onto an empty directory: allowed by rename(2)
+    try:
+        os.replace(out, old)  # onto an empty directory: allowed by rename(2)
+    except OSError:
+        old.rmdir()
+        raise
     os.replace(tmp, out)
     _rmtree(old)
 

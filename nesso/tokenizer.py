@@ -22,29 +22,30 @@ CHAT_TEMPLATE = resources.files("nesso").joinpath("chat_template.jinja").read_te
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def first_surrogate(text: str) -> int | None:
+    """Where ``text`` stops being Unicode: the index of its first lone UTF-16 surrogate (what Python makes of
+    invalid UTF-8 bytes on a command line, or of a "\\ud800" escape in JSON), or None."""
+    found = _SURROGATE.search(text)
+    return None if found is None else found.start()
+
+
 def not_unicode(texts: list[Any]) -> Exception:
-    """The error for text the tokenizer refused: a lone UTF-16 surrogate (what Python makes of invalid UTF-8 bytes
-    on a command line, or of a "\\ud800" escape in JSON) is not Unicode text, so it cannot be encoded."""
+    """The error for text the tokenizer refused."""
     for text in texts:
         if not isinstance(text, str):
             return TypeError(f"the tokenizer encodes str, not {type(text).__name__}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as e:
-            before = text[:e.start].rsplit("\n", 1)[-1][-24:]
-            return NessoError(f"the text has an unpaired surrogate (U+{ord(text[e.start]):04X}) after {before!r}, "
+        at = first_surrogate(text)
+        if at is not None:
+            before = text[:at].rsplit("\n", 1)[-1][-24:]
+            return NessoError(f"the text has an unpaired surrogate (U+{ord(text[at]):04X}) after {before!r}, "
                               "which is not valid Unicode (invalid UTF-8 bytes, or a lone \\ud800-\\udfff escape "
                               "in JSON); send valid UTF-8 text")
     return TypeError("the tokenizer refused the text")
 
 
 def valid_unicode(text: str) -> str:
-    """``text`` with each unpaired surrogate replaced by U+FFFD, for text nesso did not write (a tool's result)."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
+    """``text`` with each lone surrogate replaced by U+FFFD, for text nesso did not write (a tool's result)."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _jinja_env():

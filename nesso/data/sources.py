@@ -28,6 +28,7 @@ from typing import Any
 
 from nesso.data.recipe import SourceSpec, expand_path
 from nesso.errors import NessoError
+from nesso.tokenizer import first_surrogate
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 MIN_DOCSTRING_CHARS = 200
@@ -201,17 +202,9 @@ def _jsonl_record(raw: bytes, column: str, where: str) -> Item:
     text = obj[column]
     if not isinstance(text, str):
         return Skipped(f"'{column}' is not a string", where)
-    if b"\\u" in raw and _lone_surrogate(text):  # "\\ud800" alone is valid JSON but not text a tokenizer takes
+    if b"\\u" in raw and first_surrogate(text) is not None:  # "\\ud800" alone: valid JSON, not text
         return Skipped("lone surrogate escape", where)
     return text if text.strip() else Skipped("empty", where)
-
-
-def _lone_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
 
 
 def _iter_parquet(path: Path, column: str) -> Iterator[Item]:

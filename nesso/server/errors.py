@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nesso.errors import NessoError
+from nesso.tokenizer import first_surrogate
 
 _TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
           500: "server_error", 503: "server_error"}
@@ -35,13 +36,12 @@ def check_unicode(value: Any, where: str = "") -> None:
     """A lone UTF-16 surrogate (a ``"\\ud800"`` escape) is valid JSON but not text a tokenizer can encode: 400,
     naming the field."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as e:
+        at = first_surrogate(value)
+        if at is not None:
             raise ApiError(400, f"{where or 'the request'} has an unpaired UTF-16 surrogate "
-                                f"(\\u{ord(value[e.start]):04x}), which is not valid Unicode; escape characters "
+                                f"(\\u{ord(value[at]):04x}), which is not valid Unicode; escape characters "
                                 "outside the BMP as a surrogate pair or send them as UTF-8", param=where or None,
-                           code="invalid_unicode") from None
+                           code="invalid_unicode")
     elif isinstance(value, dict):
         for key, item in value.items():
             check_unicode(key, where)
