@@ -28,6 +28,10 @@ def test_calculator_values(expr, value):
     ("", "empty expression"),
     ("x + 1", "unsupported element 'x'"),
     ("sqrt(-1)", "sqrt: math domain error"),
+    ("1e309", "result out of range"),  # inf, which is not JSON
+    ("1e308 * 10 - 1e308 * 10", "result out of range"),  # inf - inf: NaN
+    ("10.0 ** 400", "result out of range"),  # OverflowError, in the calculator's words
+    ("exp(1000)", "exp: result out of range"),
 ])
 def test_calculator_rejects_everything_but_arithmetic(expr, message):
     with pytest.raises(CalcError, match=message):

@@ -39,7 +39,7 @@ def evaluate(expression: str) -> float | int:
 
 def _eval(node: ast.AST) -> float | int:
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return node.value
+        return _checked(node.value)  # 1e309 reads as inf
     if isinstance(node, ast.Name) and node.id in _CONSTS:
         return _CONSTS[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
@@ -50,19 +50,23 @@ def _eval(node: ast.AST) -> float | int:
             value = _BINARY[type(node.op)](left, right)
         except ZeroDivisionError:
             raise CalcError("division by zero") from None
+        except OverflowError:
+            raise CalcError("result out of range") from None
         return _checked(value)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
         try:
             return _checked(_FUNCS[node.func.id](*[_eval(a) for a in node.args]))
+        except OverflowError:
+            raise CalcError(f"{node.func.id}: result out of range") from None
         except (ValueError, TypeError) as e:
             raise CalcError(f"{node.func.id}: {e}") from None
     raise CalcError(f"unsupported element {ast.unparse(node)!r} in the expression")
 
 
 def _checked(value: float | int) -> float | int:
-    if isinstance(value, complex) or abs(value) > MAX_MAGNITUDE:
+    if isinstance(value, complex) or not abs(value) <= MAX_MAGNITUDE:  # NaN (inf - inf) compares false too
         raise CalcError("result out of range")
     return value
 
