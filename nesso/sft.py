@@ -505,8 +505,9 @@ def run_sft(recipe_path: str | Path, overrides: list[str] | None = None, out_dir
                           lora=recipe.lora, base_ref=base_reference(recipe.model))
     start = 0 if fresh else trainer.resume(stream)
     fill = rep.tokens / (len(bins) * cfg.seq_len) if packing else None
+    no_target = f", {rep.no_assistant} without an assistant turn" if rep.no_assistant else ""
     say(f"{recipe.name}: {loaded.source}; {rep.kept:,} of {rep.rows:,} rows ({rep.too_long} longer than "
-        f"{cfg.seq_len} dropped), {rep.tokens:,} tokens of which {rep.target_tokens:,} trained (assistant turns)"
+        f"{cfg.seq_len}{no_target} dropped), {rep.tokens:,} tokens of which {rep.target_tokens:,} trained (assistant turns)"
         + (f", packed into {len(bins):,} sequences ({fill:.0%} full)" if packing else ", unpacked"))
     say(f"{cfg.steps:,} steps of {stream.per_step} sequences (micro {cfg.micro_batch} × accum {grad_accum} × "
         f"world {dist_info.world}) ≈ {cfg.steps * stream.per_step / len(bins):.2f} epochs, lr {cfg.lr:g} "

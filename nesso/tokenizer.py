@@ -98,6 +98,26 @@ def _check_messages(messages: list[dict[str, Any]]) -> None:
         content = m.get("content")
         if content is not None and not isinstance(content, str) and m["role"] != "tool":
             raise NessoError(f"messages[{i}].content must be a string (got {type(content).__name__})")
+        if m["role"] == "assistant":
+            for j, call in enumerate(m.get("tool_calls") or []):
+                _check_call(call, f"messages[{i}].tool_calls[{j}]")
+
+
+def _check_call(call: Any, where: str) -> None:
+    """A call the template renders as ``{"name": ..., "arguments": ...}``: broken arguments would be trained, or
+    shown to the model, as if they were a call it made."""
+    fn = call.get("function", call) if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise NessoError(f"{where} must be {{'type': 'function', 'function': {{'name': ..., 'arguments': {{...}}}}}}")
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError as e:
+            raise NessoError(f"{where}.function.arguments is not valid JSON ({e.msg} at column {e.colno}); give "
+                             "a JSON object, or its text") from None
+    if not isinstance(args, dict):
+        raise NessoError(f"{where}.function.arguments must be a JSON object (got {type(args).__name__})")
 
 
 @dataclass

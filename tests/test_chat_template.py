@@ -112,3 +112,18 @@ def test_bad_messages_are_clear_errors(llama_tokenizer):
         llama_tokenizer.apply_chat_template([{"content": "x"}])
     with pytest.raises(NessoError, match="content must be a string"):
         llama_tokenizer.apply_chat_template([{"role": "user", "content": 3}])
+    # a call whose arguments are not a JSON object would be rendered (and trained) as if the model had written it
+    user = {"role": "user", "content": "t"}
+    for call, message in [
+        ({"type": "function", "function": {"name": "f", "arguments": "{bad"}},
+         r"messages\[1\].tool_calls\[0\].function.arguments is not valid JSON"),
+        ({"type": "function", "function": {"name": "f", "arguments": "[1]"}}, "must be a JSON object \\(got list\\)"),
+        ({"type": "function", "function": {"name": "f"}}, "must be a JSON object \\(got NoneType\\)"),
+        ({"type": "function", "function": {"arguments": {}}}, r"messages\[1\].tool_calls\[0\] must be"),
+    ]:
+        with pytest.raises(NessoError, match=message):
+            llama_tokenizer.apply_chat_template([user, {"role": "assistant", "tool_calls": [call]}])
+    for call in ({"type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},
+                 {"name": "f", "arguments": {"a": 1}}):  # a JSON string or an object; OpenAI's or the flat form
+        text = llama_tokenizer.apply_chat_template([user, {"role": "assistant", "tool_calls": [call]}])
+        assert '{"name": "f", "arguments": {"a": 1}}' in text
