@@ -79,7 +79,7 @@ def render_chat(template: str, messages: list[dict[str, Any]], tools: list[dict[
     compiled = _TEMPLATE_CACHE.get(template)
     if compiled is None:
         compiled = _TEMPLATE_CACHE[template] = _jinja_env().from_string(template)
-    _check_messages(messages)
+    check_messages(messages)
     try:
         return compiled.render(messages=messages, tools=tools or None,
                                add_generation_prompt=add_generation_prompt, **extra)
@@ -87,7 +87,7 @@ def render_chat(template: str, messages: list[dict[str, Any]], tools: list[dict[
         raise NessoError(f"could not render the chat: {e}") from None
 
 
-def _check_messages(messages: list[dict[str, Any]]) -> None:
+def check_messages(messages: list[dict[str, Any]]) -> None:
     if not isinstance(messages, list):
         raise NessoError("messages must be a list of {'role': ..., 'content': ...} objects")
     for i, m in enumerate(messages):

@@ -319,6 +319,23 @@ def test_a_lone_surrogate_escape_is_a_400_naming_the_field(base_url, path, body,
     assert err["param"] == param and err["code"] == "invalid_unicode" and "surrogate" in err["message"]
 
 
+@pytest.mark.parametrize("body, param, message", [
+    ({"messages": [*USER, {"role": "assistant", "tool_calls": [{"id": "1", "type": "function", "function": {
+        "name": "calculator", "arguments": "{bad"}}]}, {"role": "tool", "tool_call_id": "1", "content": "x"},
+        {"role": "user", "content": "again"}]}, "messages", "messages[1].tool_calls[0].function.arguments is not valid"),
+    ({"messages": [{"role": "wizard", "content": "hi"}, *USER]}, "messages", "messages[0] has unknown role 'wizard'"),
+    ({"messages": [*USER, {"role": "assistant", "content": "x"}]}, "messages[1]", "must be the user's turn"),
+    ({"messages": USER, "tools": ["nope"]}, "tools", "unknown tool(s) 'nope'"),
+    ({"messages": USER, "tool_choice": "nope"}, "tool_choice", "is not auto, required, none"),
+])
+def test_agent_endpoint_mistakes_are_400s_in_the_clients_terms(base_url, body, param, message):
+    """Indices are the client's, though the server opens the conversation with its own system turn."""
+    r = httpx.post(base_url + "/v1/agent/chat", json=body, timeout=60)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and message in err["message"]
+
+
 def test_malformed_bodies(base_url, client):
     url = base_url + "/v1/chat/completions"
     bad = httpx.post(url, content=b'{"model": "tiny", "messages": [', headers={"content-type": "application/json"})

@@ -18,6 +18,7 @@ from nesso.errors import NessoError
 from nesso.server.errors import ApiError, error_body
 from nesso.server.scheduler import Delta, Failed, Finished, Scheduler
 from nesso.server.schemas import AgentChatRequest
+from nesso.tokenizer import check_messages
 
 
 class _Stopped(Exception):
@@ -80,6 +81,10 @@ def prepare_agent(req: AgentChatRequest, engine: Engine, scheduler: Scheduler, s
                             f"{', '.join(by_name) or 'none'}", param="tools")
     tools = [by_name[n] for n in dict.fromkeys(names)]
     history = [dict(m) for m in req.messages]
+    try:
+        check_messages(history)  # before the system turn is added, so that indices are the client's
+    except NessoError as e:
+        raise ApiError(400, str(e), param="messages", code="invalid_value") from None
     last = history[-1]
     if last.get("role") != "user" or not isinstance(last.get("content"), str) or not last["content"].strip():
         raise ApiError(400, "the last message must be the user's turn: {'role': 'user', 'content': '...'}",
