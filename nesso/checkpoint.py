@@ -113,15 +113,17 @@ def _write_hf(model: Transformer, tokenizer: Tokenizer | None, tmp: Path, dtype:
         tokenizer.save(tmp)
 
 
-# What a model or adapter directory holds (nesso's files, sharded safetensors, a PEFT adapter's two files); anything
-# else in an existing output directory means it is not one, and it is left alone.
+# What a model or adapter directory holds (nesso's files, and those transformers and PEFT write: sharded weights,
+# other tokenizer formats); anything else in an existing output directory means it is not one, and it is left alone.
 MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
-               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-               "adapter_config.json", "adapter_model.safetensors"}
+               "pytorch_model.bin", "pytorch_model.bin.index.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.model",
+               "added_tokens.json", "adapter_config.json", "adapter_model.safetensors"}
 
 
 def is_model_file(name: str) -> bool:
-    return name in MODEL_FILES or (name.startswith("model-") and name.endswith(".safetensors"))
+    shard = name.startswith(("model-", "pytorch_model-")) and name.endswith((".safetensors", ".bin"))
+    return name in MODEL_FILES or shard
 
 
 def check_replaceable(out: Path, ours: Callable[[str], bool], what: str) -> None:

@@ -93,6 +93,13 @@ def test_save_never_replaces_what_is_not_a_checkpoint(tiny_model, llama_tokenize
     empty = tmp_path / "empty"
     empty.mkdir()
     assert (save_hf(tiny_model, llama_tokenizer, empty) / "model.safetensors").is_file()
+    saved_by_others = tmp_path / "hf"  # what transformers writes (a BPE tokenizer's files, sharded .bin weights)
+    saved_by_others.mkdir()
+    for name in ("config.json", "vocab.json", "merges.txt", "pytorch_model-00001-of-00002.bin",
+                 "pytorch_model.bin.index.json"):
+        (saved_by_others / name).write_text("{}")
+    save_hf(tiny_model, llama_tokenizer, saved_by_others)
+    assert not (saved_by_others / "merges.txt").exists() and (saved_by_others / "model.safetensors").is_file()
     with pytest.raises(NessoError, match="could not write"):
         save_hf(tiny_model, llama_tokenizer, notes / "inside")
 
