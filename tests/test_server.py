@@ -340,6 +340,10 @@ def test_malformed_bodies(base_url, client):
     url = base_url + "/v1/chat/completions"
     bad = httpx.post(url, content=b'{"model": "tiny", "messages": [', headers={"content-type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    deep = b'{"model": "tiny", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for body in (b'{"model": "tiny", "messages": "caf\xe9"}', deep):  # latin-1 bytes; nesting past the parser
+        r = httpx.post(url, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
     no_type = httpx.post(url, content=json.dumps({"model": "tiny", "messages": USER, "max_tokens": 2}))
     assert no_type.status_code == 200  # curl -d without a Content-Type still works
     plain = httpx.post(url, content=b"hello", headers={"content-type": "text/plain"})

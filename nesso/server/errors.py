@@ -111,8 +111,9 @@ def install(app: FastAPI) -> None:
         messages = {404: "no such endpoint; see GET /openapi.json", 405: "method not allowed on this endpoint"}
         message = messages.get(e.status_code) or str(e.detail)
         code = {404: "not_found", 413: "request_too_large"}.get(e.status_code)
-        if e.status_code == 400 and "parsing the body" in message:  # FastAPI's words for undecodable bytes
-            message, code = "the request body is not valid UTF-8 JSON", "invalid_json"
+        if e.status_code == 400 and "parsing the body" in message:  # FastAPI's words: bytes or nesting
+            message = "the request body could not be parsed: it is not UTF-8, or its JSON is nested too deeply"
+            code = "invalid_json"
         return error_response(e.status_code, message, None, code,
                               headers=getattr(e, "headers", None))
 
