@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except NessoError as e:
-        print(f"nesso: error: {e}", file=sys.stderr)
+    except NessoError as e:  # one line, even where it quotes a library's multi-line message
+        print(f"nesso: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nesso: interrupted", file=sys.stderr)

@@ -63,3 +63,15 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "nesso", "info", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("nesso: error:") and "Traceback" not in proc.stderr
+
+
+def test_an_unreachable_hub_id_is_one_line(capsys, monkeypatch):
+    import huggingface_hub
+
+    def offline(*_args, **_kwargs):
+        raise ConnectionError("Name or service not known\nPlease check your internet connection and try again.")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    code, _, err = run(capsys, "info", "some-org/some-model")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "could not fetch 'some-org/some-model'" in err and "pass a local directory" in err
