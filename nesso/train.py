@@ -591,15 +591,16 @@ class Trainer:
             state = json.loads((ck / "trainer_state.json").read_text())
         except (OSError, ValueError) as e:
             raise NessoError(f"checkpoint {ck} is incomplete or unreadable ({e}); delete it to use an older one") from None
+        self._check_same_model(ck, state.get("model"))
         model_sd, optim_sd, options = self._train_state()
         try:
             with _single_process_dcp_quiet():
                 dcp.load({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(ck / "dcp"))
+            set_state_dict(self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
+                           options=options)
         except Exception as e:  # shape/key mismatches surface as several exception types
             raise NessoError(f"cannot load checkpoint {ck} into this model/optimizer ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}); was it written with another model config?") from None
-        set_state_dict(self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
-                       options=options)
         self.step = int(state["step"])
         self.tokens_seen = int(state.get("tokens_seen", 0))
         if data is not None and hasattr(data, "load_state_dict") and state.get("data") is not None:
@@ -613,6 +614,17 @@ class Trainer:
             self._truncate_log(self.step)
         barrier()
         return self.step
+
+    def _check_same_model(self, ck: Path, saved: Any) -> None:
+        """A run resumes only the model it started: name what changed instead of a missing-key error."""
+        if not isinstance(saved, dict):
+            return  # checkpoints written before the config was recorded
+        current = json.loads(json.dumps({k: v for k, v in asdict(self.model_config).items() if k != "extra"}))
+        changed = sorted(k for k in current.keys() & saved.keys() if current[k] != saved[k])
+        if changed:
+            shown = ", ".join(f"{k} {saved[k]!r} -> {current[k]!r}" for k in changed[:4])
+            raise NessoError(f"{ck} was written for another model ({shown}); resume with the model it was trained "
+                             "with, or start over with --fresh or another --out")
 
     def _truncate_log(self, step: int) -> None:
         if not self.log_path.is_file():

@@ -334,3 +334,12 @@ def test_fresh_deletes_only_the_run_state_nesso_wrote(tmp_path):
     with pytest.raises(NessoError, match="not part of a run's final model"):
         clear_run(other, final=True)
     assert (other / "final" / "notes.txt").read_text() == "mine" and (other / "checkpoints").is_dir()
+
+
+def test_resuming_with_another_model_names_what_changed(tmp_path):
+    trainer, data = make_run(tmp_path, tmp_path / "run", steps=2, ckpt_every=2)
+    trainer.fit(data)
+    other = Trainer(build_model(TINY.replace(num_layers=3), seed=3), trainer.cfg, trainer.schedule, tmp_path / "run",
+                    show_progress=False)
+    with pytest.raises(NessoError, match=r"written for another model \(num_layers 2 -> 3\).*--fresh"):
+        other.resume(data)
