@@ -598,9 +598,13 @@ class Trainer:
                 dcp.load({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(ck / "dcp"))
             set_state_dict(self.model, self.optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd,
                            options=options)
-        except Exception as e:  # shape/key mismatches surface as several exception types
-            raise NessoError(f"cannot load checkpoint {ck} into this model/optimizer ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''}); was it written with another model config?") from None
+        except (Exception, dcp.api.CheckpointException) as e:  # DCP's own exception is a BaseException
+            # Mismatches surface as several exception types; DCP wraps each rank's traceback, the cause last.
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            detail = lines[-1] if isinstance(e, dcp.api.CheckpointException) and lines else (
+                f"{type(e).__name__}: {lines[0] if lines else ''}")
+            raise NessoError(f"cannot load checkpoint {ck} into this model/optimizer ({detail}); was it written "
+                             "with other model or LoRA settings? Resume with those, or start over with --fresh") from None
         self.step = int(state["step"])
         self.tokens_seen = int(state.get("tokens_seen", 0))
         if data is not None and hasattr(data, "load_state_dict") and state.get("data") is not None:

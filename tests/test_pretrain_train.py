@@ -343,3 +343,14 @@ def test_resuming_with_another_model_names_what_changed(tmp_path):
                     show_progress=False)
     with pytest.raises(NessoError, match=r"written for another model \(num_layers 2 -> 3\).*--fresh"):
         other.resume(data)
+
+
+def test_resuming_with_another_lora_rank_is_a_clear_error(tmp_path):
+    trainer, data = make_run(tmp_path, tmp_path / "run", steps=2, ckpt_every=2, lora=True)
+    trainer.fit(data)
+    model = build_model(TINY, seed=3)
+    add_lora(model, LoraConfig(r=8))
+    freeze_base(model)
+    other = Trainer(model, trainer.cfg, trainer.schedule, tmp_path / "run", show_progress=False)
+    with pytest.raises(NessoError, match=r"Size mismatch .*lora_A.*--fresh"):  # DCP's BaseException, unwrapped
+        other.resume(data)
