@@ -346,7 +346,7 @@ def test_resuming_with_another_model_names_what_changed(tmp_path):
 
 
 def test_resuming_with_another_lora_rank_is_a_clear_error(tmp_path):
-    trainer, data = make_run(tmp_path, tmp_path / "run", steps=2, ckpt_every=2, lora=True)
+    trainer, data = make_run(tmp_path, tmp_path / "run", steps=2, ckpt_every=2, lora=True, export_hf=False)
     trainer.fit(data)
     model = build_model(TINY, seed=3)
     add_lora(model, LoraConfig(r=8))
