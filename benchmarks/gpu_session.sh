@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_session.sh checks    # attention kernels, FSDP2, MFU vs HF, LoRA SFT vs PEFT, CUDA smoke tests
 #   bash benchmarks/gpu_session.sh train     # SFT of the embedded adapter (recipes/nesso-smollm2-agentic-gpu.yaml)
 #   bash benchmarks/gpu_session.sh mix       # two SFT runs with 6,400 / 16,000 made-up-tool rows (issue 10)
-#   bash benchmarks/gpu_session.sh mapped    # the shipped recipe plus 8,000 mapped-split rows (issue 10, not yet run)
+#   bash benchmarks/gpu_session.sh mapped    # the shipped recipe plus 8,000 mapped and 1,500 openings rows (not yet run)
 # Results go to $OUT (default runs/gpu). Each step is time-boxed so that one failure leaves the others' results.
 # The shipped adapter is `mix`'s run C (2026-11-27 16:12 UTC, an H200), the run `train` now repeats; the first
 # adapter (2026-11-26, 9,861 regular rows x 2 epochs) came from an earlier `train` that sized its data
@@ -87,10 +87,12 @@ mapped)
     # Do rows whose values need converting (the mapped split) help on unseen tools when they are part of the full
     # mix? On the CPU, 500 of them as a continuation of the shipped adapter made it convert where it should copy
     # (EUR 71.66 -> 7166, flags set unasked; RESULTS "mapped split"). Run E: the shipped recipe's three sources plus
-    # 8,000 mapped rows, one epoch from scratch (~38,800 rows, ~830 steps, ~260 s on an H200).
+    # 8,000 mapped rows and 1,500 openings rows (greetings, "what can you do?", list_tables; short, ~2% of the
+    # tokens: one GPU run for both, since GPU time is scarce), one epoch from scratch (~40,300 rows, ~850 steps,
+    # ~270 s on an H200).
     step mapped-e ${MAPPED_E_SECONDS:-360} $PY -m nesso sft recipes/nesso-smollm2-agentic-gpu.yaml "${common[@]}" \
-        --out runs/gpu-mapped-e \
-        --set 'data.train=[agentic:16000:0, agentic:16000:0:synthetic, agentic:2000:0:shipped, agentic:8000:0:mapped]'
+        --out runs/gpu-mapped-e --set 'data.train=[agentic:16000:0, agentic:16000:0:synthetic, agentic:2000:0:shipped,
+        agentic:8000:0:mapped, agentic:1500:0:openings]'
     pack runs/gpu-mapped-e mapped-e
     ;;
 *)

@@ -78,9 +78,10 @@ def _generate_rows(spec: str) -> list[dict[str, Any]]:
         n = seed = -1
     if len(parts) != 2 or n < 1 or seed < 0 or split not in (*SPLITS, *OPT_IN_SPLITS):
         raise NessoError(f"{spec!r}: write agentic:N:SEED, agentic:N:SEED:heldout, agentic:N:SEED:shipped, "
-                         "agentic:N:SEED:synthetic or agentic:N:SEED:mapped, e.g. agentic:5000:0 (N rows in all, as "
-                         "`nesso data agentic --n N --seed SEED`; shipped: N rows for nesso's own tools; synthetic: N "
-                         "rows over made-up tools; mapped: N rows over made-up tools whose values need converting)")
+                         "agentic:N:SEED:synthetic, agentic:N:SEED:mapped or agentic:N:SEED:openings, e.g. "
+                         "agentic:5000:0 (N rows in all, as `nesso data agentic --n N --seed SEED`; shipped: N rows for "
+                         "nesso's own tools; synthetic: N rows over made-up tools; mapped: N rows over made-up tools "
+                         "whose values need converting; openings: N greetings and first questions)")
     if split in OPT_IN_SPLITS:
         return generate_opt_in(split, n, seed)
     rows = generate(n, seed)[split]

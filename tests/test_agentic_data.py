@@ -501,6 +501,37 @@ def test_shipped_rows_render_with_the_chat_template(shipped, llama_tokenizer):
         assert text.count("<tool_response>") == sum(m["role"] == "tool" for m in row["messages"])
 
 
+def test_openings_rows_greet_describe_the_offered_tools_and_list_tables(llama_tokenizer, tmp_path):
+    """The opt-in openings split: what people type first in `nesso chat`, over nesso's own tools only."""
+    from nesso.agentic_data import chat
+    from nesso.agentic_data.generator import OPENINGS_CATEGORIES, OWN_TOOLS
+
+    rows = generate_opt_in("openings", 60, seed=5)
+    assert Counter(r["category"] for r in rows) == {c: 20 for c in OPENINGS_CATEGORIES}
+    assert Counter(r["lang"] for r in rows) == {"en": 30, "it": 30}
+    own = {json.dumps(t.schema(), sort_keys=True) for t in OWN_TOOLS}
+    list_tables, _ = database_tools(create_demo_database(tmp_path / "demo_shop.sqlite"))  # as `nesso chat` has it
+    users = []
+    for row in rows:
+        assert row["split"] == "openings" and validate_row(row) == [], row["id"]
+        assert len(row["tools"]) >= 2 and all(json.dumps(t, sort_keys=True) in own for t in row["tools"])
+        assert sum(llama_tokenizer.encode_chat(row["messages"], row["tools"]).assistant_mask) > 0
+        users.append(row["messages"][1]["content"])
+        calls, answer = calls_with_results(row), row["messages"][-1]["content"]
+        if row["category"] == "list_tables":
+            assert [(name, args) for name, args, _ in calls] == [("list_tables", {})]
+            assert calls[0][2] == list_tables() and "customers (10)" in answer  # what the real tool returns
+        else:
+            assert calls == []
+        if row["category"] == "about_me":
+            for t in row["tools"]:
+                assert chat.ABILITIES[t["function"]["name"]](row["lang"]) in answer, (answer, t["function"]["name"])
+    assert any(u[-1] not in "?!." for u in users) and any(u[-1] in "?!." for u in users)  # bare and punctuated
+    assert any(u == u.lower() and u[0].isalpha() for u in users)
+    assert generate_opt_in("openings", 60, seed=5) == rows  # deterministic
+    assert [r["split"] for r in load_rows("agentic:4:0:openings")] == ["openings"] * 4
+
+
 def test_shipped_rows_as_a_training_source():
     rows = load_rows(["agentic:20:0", "agentic:6:0:shipped"])
     assert [r["split"] for r in rows] == ["train"] * 16 + ["shipped"] * 6

@@ -20,6 +20,7 @@ from nesso.agentic_data.generator import (
     CATEGORIES,
     HELDOUT_FRACTION,
     MAPPED_SPLIT,
+    OPENINGS_SPLIT,
     SHIPPED_SPLIT,
     SPLITS,
     SYNTHETIC_SPLIT,
@@ -33,9 +34,10 @@ from nesso.agentic_data.importers import FORMATS, ImportReport, import_file
 from nesso.agentic_data.validate import validate_row
 from nesso.errors import NessoError
 
-__all__ = ["CATEGORIES", "DOMAINS", "FORMATS", "HELDOUT_FRACTION", "HELDOUT_TOOLS", "MAPPED_SPLIT", "SHIPPED_SPLIT",
-           "SPLITS", "SYNTHETIC_SPLIT", "TOOLS", "TOOL_BY_NAME", "ImportReport", "generate", "generate_opt_in",
-           "generate_shipped", "import_file", "make_row", "split_sizes", "stats", "validate_row", "write_dataset", "write_jsonl"]
+__all__ = ["CATEGORIES", "DOMAINS", "FORMATS", "HELDOUT_FRACTION", "HELDOUT_TOOLS", "MAPPED_SPLIT", "OPENINGS_SPLIT",
+           "SHIPPED_SPLIT", "SPLITS", "SYNTHETIC_SPLIT", "TOOLS", "TOOL_BY_NAME", "ImportReport", "generate",
+           "generate_opt_in", "generate_shipped", "import_file", "make_row", "split_sizes", "stats", "validate_row",
+           "write_dataset", "write_jsonl"]
 
 
 def stats(rows: dict[str, list[dict[str, Any]]], **meta: Any) -> dict[str, Any]:
@@ -84,24 +86,21 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 def write_dataset(out_dir: str | Path, n: int, seed: int = 0, heldout_fraction: float = HELDOUT_FRACTION,
                   overwrite: bool = False, shipped: int = 0, synthetic: int = 0,
-                  mapped: int = 0) -> dict[str, Any]:
+                  mapped: int = 0, openings: int = 0) -> dict[str, Any]:
     """Generate ``n`` rows into ``out_dir``/train.jsonl, heldout.jsonl and stats.json (and, with ``shipped`` /
-    ``synthetic`` / ``mapped``, that many rows of those opt-in splits into shipped.jsonl / synthetic.jsonl /
-    mapped.jsonl); returns the stats."""
+    ``synthetic`` / ``mapped`` / ``openings``, that many rows of those opt-in splits into <split>.jsonl); returns
+    the stats."""
     if not isinstance(n, int) or n < 1:
         raise NessoError(f"--n must be a positive number of rows (got {n})")
-    if not isinstance(shipped, int) or shipped < 0:
-        raise NessoError(f"--shipped must be a number of rows, 0 or more (got {shipped})")
-    if not isinstance(synthetic, int) or synthetic < 0:
-        raise NessoError(f"--synthetic must be a number of rows, 0 or more (got {synthetic})")
-    if not isinstance(mapped, int) or mapped < 0:
-        raise NessoError(f"--mapped must be a number of rows, 0 or more (got {mapped})")
+    opt_in = {SHIPPED_SPLIT: shipped, SYNTHETIC_SPLIT: synthetic, MAPPED_SPLIT: mapped, OPENINGS_SPLIT: openings}
+    for split, k in opt_in.items():
+        if not isinstance(k, int) or k < 0:
+            raise NessoError(f"--{split} must be a number of rows, 0 or more (got {k})")
     if not 0 <= heldout_fraction < 1:
         raise NessoError(f"--heldout-fraction must be in [0, 1) (got {heldout_fraction})")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NessoError(f"{out} exists and is not a directory; pass a directory for --out")
-    opt_in = {SHIPPED_SPLIT: shipped, SYNTHETIC_SPLIT: synthetic, MAPPED_SPLIT: mapped}
     targets = [out / f"{s}.jsonl" for s in (*SPLITS, *(s for s, k in opt_in.items() if k))] + [out / "stats.json"]
     existing = [p.name for p in targets if p.exists()]
     if existing and not overwrite:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nesso.agentic_data.render import L, long_date
+from nesso.agentic_data.render import L, join, long_date
 from nesso.agentic_data.spec import Ctx
 
 
@@ -157,3 +157,49 @@ def explain_error(c: Ctx, tool: str, err: dict[str, Any]) -> str:
                "few minutes.",
                f"{tool} non è ancora disponibile (errore {code}: {err['message']}). Ho riprovato due volte; riprova tra "
                "qualche minuto.")
+
+
+# ---- openings: what people type first in a chat (the opt-in openings split) -------------------------------
+# (user, answer) per language, answered without tools.
+GREETINGS: list[tuple[L, L]] = [
+    (L("Hi!", "Ciao!"), L("Hi! How can I help you today?", "Ciao! Come posso aiutarti oggi?")),
+    (L("Hello, how are you?", "Ciao, come stai?"),
+     L("I'm fine, thanks! What can I do for you?", "Sto bene, grazie! Cosa posso fare per te?")),
+    (L("Good evening!", "Buonasera!"), L("Good evening! How can I help?", "Buonasera! Come posso aiutarti?")),
+    (L("Hey, are you there?", "Ehi, ci sei?"),
+     L("Yes, I'm here. What do you need?", "Sì, ci sono. Di cosa hai bisogno?")),
+    (L("Nice to meet you!", "Piacere di conoscerti!"),
+     L("Nice to meet you too! How can I help?", "Piacere mio! Come posso aiutarti?")),
+    (L("Thanks a lot!", "Grazie mille!"), L("You're welcome! Anything else?", "Prego! Serve altro?")),
+    (L("Ok, bye!", "Ok, a presto!"), L("Bye! Have a nice day.", "A presto! Buona giornata.")),
+    (L("How's it going?", "Come va?"),
+     L("All good, thanks! What would you like to do?", "Tutto bene, grazie! Cosa vuoi fare?")),
+]
+# Questions about the assistant itself, answered from the tools the conversation offers.
+ABOUT_ME: list[L] = [L("What can you do?", "Cosa sai fare?"), L("Who are you?", "Chi sei?"),
+                     L("How can you help me?", "Come puoi aiutarmi?"), L("What tools do you have?", "Quali strumenti hai?"),
+                     L("Hi, what are you able to do?", "Ciao, cosa sei in grado di fare?")]
+# What each of nesso's own tools lets the assistant do (the two database tools share one phrase).
+ABILITIES: dict[str, L] = {
+    "calculator": L("do calculations", "fare calcoli"),
+    "get_current_time": L("tell you the time and date anywhere in the world", "dirti l'ora e la data in tutto il mondo"),
+    "convert_units": L("convert units of measure", "convertire unità di misura"),
+    "list_tables": L("answer questions about the shop database", "rispondere a domande sul database del negozio"),
+    "query_database": L("answer questions about the shop database", "rispondere a domande sul database del negozio"),
+}
+
+
+def about_me(c: Ctx, tool_names: list[str]) -> str:
+    abilities = list(dict.fromkeys(ABILITIES[n](c.lang) for n in tool_names if n in ABILITIES))
+    return c.t(f"I'm Nesso, an assistant. Here I can {join(abilities, 'en')}. What would you like to do?",
+               f"Sono Nesso, un assistente. Qui posso {join(abilities, 'it')}. Cosa vuoi fare?")
+
+
+def bare(c: Ctx, text: str) -> str:
+    """How people often type: no final punctuation, sometimes all lower case (a third of the time each)."""
+    roll = c.rng.random()
+    if roll < 1 / 3:
+        return text.rstrip("?!.")
+    if roll < 2 / 3:
+        return text.rstrip("?!.").lower()
+    return text

@@ -17,7 +17,7 @@ from nesso.agentic_data.catalog import (
 )
 from nesso.agentic_data.chains import CHAINS, Chain
 from nesso.agentic_data.extraction import EXTRACTIONS, HELDOUT_EXTRACTIONS
-from nesso.agentic_data.render import LANGS, Val, fields_of, fill, pick, stable_rng
+from nesso.agentic_data.render import LANGS, L, Val, fields_of, fill, pick, stable_rng
 from nesso.agentic_data.spec import Ctx, ToolSpec
 from nesso.agentic_data.tools_local import TOOLS as LOCAL_TOOLS
 
@@ -42,7 +42,14 @@ SYNTHETIC_POOL_SIZE = 6
 # user's words (mapped.py): durations in other units, phrases for enum codes, yes/no flags, ranges, cents, IBANs.
 MAPPED_SPLIT = "mapped"
 MADE_UP_SPLITS = (SYNTHETIC_SPLIT, MAPPED_SPLIT)
-OPT_IN_SPLITS = (SHIPPED_SPLIT, SYNTHETIC_SPLIT, MAPPED_SPLIT)
+# Opt-in rows of what people type first in `nesso chat`, over nesso's own tools: greetings and thanks answered
+# without a call, "what can you do?" answered from the offered tools, and requests for the shop database's tables
+# (list_tables, never a target elsewhere); a third of the requests without final punctuation, a third also lower
+# case. For the next full training run; not part of `generate`.
+OPENINGS_SPLIT = "openings"
+OPENINGS_CATEGORIES = ("greeting", "about_me", "list_tables")
+OWN_TOOLS = [TOOL_BY_NAME["calculator"], TOOL_BY_NAME["get_current_time"], *LOCAL_TOOLS]
+OPT_IN_SPLITS = (SHIPPED_SPLIT, SYNTHETIC_SPLIT, MAPPED_SPLIT, OPENINGS_SPLIT)
 HELDOUT_FRACTION = 0.2
 FIRST_DAY = date(2026, 1, 5)
 SELF_SERVICE = ("translate_text", "calculate_loan_payment")  # requests a model can answer without the tool
@@ -52,6 +59,8 @@ CONFUSABLE = [{"get_current_weather", "get_forecast"}]  # rows are set on a day 
 
 def categories_of(split: str) -> tuple[str, ...]:
     """The categories a split's rows cycle through, one language pair (en, it) per category."""
+    if split == OPENINGS_SPLIT:
+        return OPENINGS_CATEGORIES
     return SHIPPED_CATEGORIES if split in OPT_IN_SPLITS else CATEGORIES
 
 
@@ -294,7 +303,45 @@ def tool_error(r: _Row) -> None:
     r.assistant(tool.answer(r.c, args, res))
 
 
-BUILDERS = {"simple": simple, "multiple": multiple, "parallel": parallel, "parallel_multiple": parallel_multiple,
+def _own_tools(r: _Row, must: list[ToolSpec]) -> list[ToolSpec]:
+    """``must`` and some more of nesso's own tools (at least two in all), as `nesso chat` offers them."""
+    rest = [t for t in OWN_TOOLS if t not in must]
+    return must + r.c.rng.sample(rest, r.c.rng.randint(max(0, 2 - len(must)), len(rest)))
+
+
+def greeting(r: _Row) -> None:
+    question, answer = pick(r.c.rng, chat.GREETINGS)
+    r.offer(_own_tools(r, []))
+    r.system()
+    r.user(chat.bare(r.c, question(r.lang)))
+    r.assistant(answer(r.lang))
+
+
+def about_me(r: _Row) -> None:
+    r.offer(_own_tools(r, []))
+    r.system()
+    r.user(chat.bare(r.c, pick(r.c.rng, chat.ABOUT_ME)(r.lang)))
+    r.assistant(chat.about_me(r.c, [t.name for t in r.tools]))
+
+
+LIST_TABLES_REQUESTS = [L("List the tables in the database.", "Elenca le tabelle del database."),
+                        L("What data do you have?", "Che dati hai?"),
+                        L("Show me the tables of the shop database.", "Mostrami le tabelle del database del negozio."),
+                        L("What's in the database?", "Cosa c'è nel database?")]
+
+
+def list_tables(r: _Row) -> None:
+    tool = next(t for t in OWN_TOOLS if t.name == "list_tables")
+    r.offer(_own_tools(r, [tool]))
+    r.system()
+    r.user(chat.bare(r.c, pick(r.c.rng, [*tool.templates[r.lang], *(x(r.lang) for x in LIST_TABLES_REQUESTS)])))
+    ids = r.call([(tool, {})])
+    res = r.result(tool, {})
+    r.respond(ids, [(tool, {})], [res])
+    r.assistant(tool.answer(r.c, {}, res))
+
+
+BUILDERS = {"greeting": greeting, "about_me": about_me, "list_tables": list_tables, "simple": simple, "multiple": multiple, "parallel": parallel, "parallel_multiple": parallel_multiple,
             "multi_step": multi_step, "irrelevance": irrelevance, "missing_argument": missing_argument,
             "structured_json": structured_json, "tool_error": tool_error}
 

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write this many rows over made-up tools whose values the request says in another shape "
                         "(hours for minutes, phrases for enum codes, yes/no flags, date ranges, cents) to mapped.jsonl "
                         "(default 0)")
+    p.add_argument("--openings", type=int, default=0,
+                   help="also write this many rows of what people type first in a chat (greetings, 'what can you "
+                        "do?', the shop database's tables) over nesso's own tools to openings.jsonl (default 0)")
     p.add_argument("--force", action="store_true", help="replace files already in --out")
     p.set_defaults(func=cmd_agentic)
 
@@ -51,7 +54,7 @@ def cmd_agentic(args: argparse.Namespace) -> int:
 
     info = write_dataset(args.out, n=args.n, seed=args.seed, heldout_fraction=args.heldout_fraction,
                          overwrite=args.force, shipped=args.shipped, synthetic=args.synthetic,
-                         mapped=args.mapped)
+                         mapped=args.mapped, openings=args.openings)
     for split, s in info["splits"].items():
         cats = ", ".join(f"{k} {v}" for k, v in s["by_category"].items())
         langs = ", ".join(f"{k} {v}" for k, v in s["by_lang"].items())
