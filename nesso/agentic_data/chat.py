@@ -194,12 +194,3 @@ def about_me(c: Ctx, tool_names: list[str]) -> str:
     return c.t(f"I'm Nesso, an assistant. Here I can {join(abilities, 'en')}. What would you like to do?",
                f"Sono Nesso, un assistente. Qui posso {join(abilities, 'it')}. Cosa vuoi fare?")
 
-
-def bare(c: Ctx, text: str) -> str:
-    """How people often type: no final punctuation, sometimes all lower case (a third of the time each)."""
-    roll = c.rng.random()
-    if roll < 1 / 3:
-        return text.rstrip("?!.")
-    if roll < 2 / 3:
-        return text.rstrip("?!.").lower()
-    return text

@@ -44,8 +44,9 @@ MAPPED_SPLIT = "mapped"
 MADE_UP_SPLITS = (SYNTHETIC_SPLIT, MAPPED_SPLIT)
 # Opt-in rows of what people type first in `nesso chat`, over nesso's own tools: greetings and thanks answered
 # without a call, "what can you do?" answered from the offered tools, and requests for the shop database's tables
-# (list_tables, never a target elsewhere); a third of the requests without final punctuation, a third also lower
-# case. For the next full training run; not part of `generate`.
+# (list_tables, never a target elsewhere). Requests are punctuated as in the other splits: unpunctuated ones here
+# alone taught a CPU continuation that a bare request means list_tables (RESULTS). For the next full training run;
+# not part of `generate`.
 OPENINGS_SPLIT = "openings"
 OPENINGS_CATEGORIES = ("greeting", "about_me", "list_tables")
 OWN_TOOLS = [TOOL_BY_NAME["calculator"], TOOL_BY_NAME["get_current_time"], *LOCAL_TOOLS]
@@ -313,14 +314,14 @@ def greeting(r: _Row) -> None:
     question, answer = pick(r.c.rng, chat.GREETINGS)
     r.offer(_own_tools(r, []))
     r.system()
-    r.user(chat.bare(r.c, question(r.lang)))
+    r.user(question(r.lang))
     r.assistant(answer(r.lang))
 
 
 def about_me(r: _Row) -> None:
     r.offer(_own_tools(r, []))
     r.system()
-    r.user(chat.bare(r.c, pick(r.c.rng, chat.ABOUT_ME)(r.lang)))
+    r.user(pick(r.c.rng, chat.ABOUT_ME)(r.lang))
     r.assistant(chat.about_me(r.c, [t.name for t in r.tools]))
 
 
@@ -334,7 +335,7 @@ def list_tables(r: _Row) -> None:
     tool = next(t for t in OWN_TOOLS if t.name == "list_tables")
     r.offer(_own_tools(r, [tool]))
     r.system()
-    r.user(chat.bare(r.c, pick(r.c.rng, [*tool.templates[r.lang], *(x(r.lang) for x in LIST_TABLES_REQUESTS)])))
+    r.user(pick(r.c.rng, [*tool.templates[r.lang], *(x(r.lang) for x in LIST_TABLES_REQUESTS)]))
     ids = r.call([(tool, {})])
     res = r.result(tool, {})
     r.respond(ids, [(tool, {})], [res])
