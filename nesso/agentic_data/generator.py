@@ -342,9 +342,10 @@ def list_tables(r: _Row) -> None:
     r.assistant(tool.answer(r.c, {}, res))
 
 
-BUILDERS = {"greeting": greeting, "about_me": about_me, "list_tables": list_tables, "simple": simple, "multiple": multiple, "parallel": parallel, "parallel_multiple": parallel_multiple,
+BUILDERS = {"simple": simple, "multiple": multiple, "parallel": parallel, "parallel_multiple": parallel_multiple,
             "multi_step": multi_step, "irrelevance": irrelevance, "missing_argument": missing_argument,
-            "structured_json": structured_json, "tool_error": tool_error}
+            "structured_json": structured_json, "tool_error": tool_error,
+            "greeting": greeting, "about_me": about_me, "list_tables": list_tables}  # the last three: openings
 
 
 def make_row(seed: int, split: str, index: int) -> dict[str, Any]:
