@@ -56,10 +56,14 @@ def test_unit_errors(a, b, message):
     with pytest.raises(ValueError, match=message):
         convert(1, a, b)
     assert convert_units(value=2, from_unit="km", to_unit="m")["result"] == 2000
+    for value in (1e308, float("nan"), float("inf")):  # results that JSON cannot carry
+        with pytest.raises(ValueError, match="out of range"):
+            convert_units(value=value, from_unit="km", to_unit="mm")
 
 
 @pytest.mark.parametrize("name,zone", [("Tokyo", "Asia/Tokyo"), ("Europe/Rome", "Europe/Rome"), ("Milano", "Europe/Rome"),
-                                       ("new york", "America/New_York"), ("Parigi", "Europe/Paris"), ("utc", "UTC")])
+                                       ("new york", "America/New_York"), ("Parigi", "Europe/Paris"), ("utc", "UTC"),
+                                       ("europe/rome", "Europe/Rome"), ("america/new_york", "America/New_York")])
 def test_time_zones_resolve(name, zone):
     assert resolve_zone(name).key == zone
 
@@ -75,6 +79,8 @@ def test_current_time_is_real():
         "maggio", "giugno", "luglio", "agosto", "settembre", "ottobre", "novembre", "dicembre"][local.month - 1]
     with pytest.raises(ValueError, match="unknown time zone or city 'Atlantide'"):
         get_current_time(timezone="Atlantide")
+    with pytest.raises(ValueError, match="unknown time zone or city 'aaaa.*…'"):  # too long for a file name
+        get_current_time(timezone="a" * 5000)
 
 
 @pytest.fixture

@@ -34,8 +34,10 @@ MONTHS_IT = ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "lugl
 
 @functools.cache
 def _zones_by_city() -> dict[str, str]:
+    """Lower-case IANA names ("europe/rome") and city names ("rome", "new york") -> the IANA name."""
     table = {}
     for zone in sorted(zoneinfo.available_timezones()):
+        table[zone.lower()] = zone
         city = zone.rsplit("/", 1)[-1].replace("_", " ").lower()
         table.setdefault(city, zone)
     return table
@@ -47,12 +49,13 @@ def resolve_zone(name: str) -> zoneinfo.ZoneInfo:
         raise ValueError("empty time zone")
     try:
         return zoneinfo.ZoneInfo(key)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         pass
     low = key.lower()
     zone = _ALIASES.get(low) or _zones_by_city().get(low) or _zones_by_city().get(low.replace("-", " "))
     if zone is None:
-        raise ValueError(f"unknown time zone or city {name!r}; use an IANA name like Europe/Rome or Asia/Tokyo")
+        shown = name if len(name) <= 64 else name[:60] + "…"
+        raise ValueError(f"unknown time zone or city {shown!r}; use an IANA name like Europe/Rome or Asia/Tokyo")
     return zoneinfo.ZoneInfo(zone)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from nesso.agent import tool
 
 # quantity -> unit -> factor to the base unit; names and symbols, English and Italian.
@@ -73,4 +75,6 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> dict:
         to_unit: Unit to convert to.
     """
     result = convert(value, from_unit, to_unit)
+    if not (math.isfinite(value) and math.isfinite(result)):  # inf and NaN are not JSON
+        raise ValueError(f"{value:g} {from_unit} is out of range for a conversion")
     return {"value": value, "from_unit": from_unit, "to_unit": to_unit, "result": round(result, 6)}
