@@ -148,6 +148,11 @@ class _Sequence:
         return self.text.rfind(TOOL_OPEN) > self.text.rfind(TOOL_CLOSE)
 
 
+def _inside_call(text: str, pos: int) -> bool:
+    """Whether ``pos`` lies inside a ``<tool_call>`` block of ``text`` (after its opening tag, before its close)."""
+    return text.rfind(TOOL_OPEN, 0, pos) > text.rfind(TOOL_CLOSE, 0, pos)
+
+
 class Engine:
     """Generation with one model. On a CPU, prepare the model with ``nesso.quantize.maybe_quantize(model, "none")``
     (or ``"int8"``) first, as the CLI does: it routes decode steps through nesso's CPU kernels; without it they run
@@ -430,8 +435,12 @@ class Engine:
             return
         seq.out.append(tok)
         seq.text += seq.detok.push(tok)
-        for s in seq.params.stop:
+        # Stop strings end free text only: inside a constrained call or JSON output they would cut it invalid.
+        free = seq.constraint is None or not seq.constraint.structured
+        for s in seq.params.stop if free else ():
             cut = seq.text.find(s, max(0, seq.emitted - len(s)))
+            while cut != -1 and seq.constraint is not None and _inside_call(seq.text, cut):
+                cut = seq.text.find(s, cut + 1)
             if cut != -1:
                 seq.text = seq.text[:cut]
                 seq.finish = "stop"

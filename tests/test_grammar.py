@@ -128,6 +128,25 @@ def test_json_schema_output_validates(engine, schema, seed):
     jsonschema.validate(json.loads(out.text), schema)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_stop_strings_never_cut_a_constrained_call_or_json(engine, seed):
+    """A stop string that the output contains ('"' is in every call and every JSON object here) ends free text only;
+    inside a required call or a JSON output it would leave it invalid."""
+    prompt = engine.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    for constraint in (lambda: compiler(engine).for_tools(TOOLS, "required", parallel=False),
+                       lambda: compiler(engine).for_json(SCHEMAS["add"])):
+        plain = engine.generate(prompt, SamplingParams(max_tokens=160, temperature=1.0, seed=seed), constraint())
+        stopped = engine.generate(prompt, SamplingParams(max_tokens=160, temperature=1.0, seed=seed,
+                                                         stop=['"', ":"]), constraint())
+        assert '"' in plain.text and stopped.text == plain.text and stopped.finish_reason == plain.finish_reason
+    # with tool_choice auto, free text stops and a call's inside does not
+    from nesso.engine import _inside_call
+
+    text = 'Sure.\n<tool_call>\n{"name": "add"}\n</tool_call>\nDone: "ok"'
+    assert not _inside_call(text, text.index("Sure")) and _inside_call(text, text.index('"name"'))
+    assert not _inside_call(text, text.index('"ok"')) and not _inside_call(text, text.index("<tool_call>"))
+
+
 def test_grammars_are_cached(engine):
     comp = compiler(engine)
     comp.for_tools(TOOLS, "auto")
