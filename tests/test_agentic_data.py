@@ -339,14 +339,16 @@ def test_import_openai(tmp_path):
     unknown_tool["messages"][1]["tool_calls"][0]["function"]["name"] = "get_time"
     bad_args = json.loads(json.dumps(good))
     bad_args["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{\"city\": 3}"
+    surrogate = json.loads(json.dumps(good))
+    surrogate["messages"][0]["content"] = "Che tempo fa a Milano? \ud800"  # json.dumps writes it as a "\\ud800" escape
     path = write_lines(tmp_path / "oa.jsonl", [good, "{not json", {"messages": [{"role": "wizard", "content": "x"}]},
-                                               unknown_tool, bad_args, {"foo": 1}])
+                                               unknown_tool, bad_args, {"foo": 1}, surrogate])
     rep = import_file("openai", path)
-    assert rep.total == 6 and len(rep.rows) == 1
-    assert [n for n, _ in rep.skipped] == [2, 3, 4, 5, 6]
+    assert rep.total == 7 and len(rep.rows) == 1
+    assert [n for n, _ in rep.skipped] == [2, 3, 4, 5, 6, 7]
     reasons = dict(rep.skipped)
     assert "not valid JSON" in reasons[2] and "wizard" in reasons[3] and "get_time" in reasons[4]
-    assert "city" in reasons[5] and "messages" in reasons[6]
+    assert "city" in reasons[5] and "messages" in reasons[6] and "not Unicode" in reasons[7]
     row = rep.rows[0]
     assert row["lang"] == "it" and row["category"] == "simple" and row["split"] == "train"
     assert row["messages"][1]["tool_calls"][0]["function"]["arguments"] == "{\"city\": \"Milano\"}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from nesso.agentic_data.validate import ROLES, parse_arguments, validate_row
 from nesso.errors import NessoError
+from nesso.tokenizer import first_surrogate
 
 FORMATS = ("openai", "sharegpt", "hermes", "xlam")
 
@@ -360,7 +361,10 @@ def import_file(fmt: str, path: str | Path, *, split: str = "train", lang: str |
         try:
             if isinstance(obj, BadRow):
                 raise obj
-            report.rows.append(convert(fmt, obj, split=split, lang=lang, row_id=f"{path.stem}-{n:06d}"))
+            row = convert(fmt, obj, split=split, lang=lang, row_id=f"{path.stem}-{n:06d}")
+            if first_surrogate(json.dumps(row, ensure_ascii=False)) is not None:
+                raise BadRow("a lone \\ud800-\\udfff escape: the text is not Unicode")
+            report.rows.append(row)
         except BadRow as e:
             report.skipped.append((n, str(e)))
         except (RecursionError, MemoryError):
