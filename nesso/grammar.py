@@ -18,7 +18,7 @@ import torch
 
 from nesso.engine import Constraint, loop_continuation
 from nesso.errors import NessoError, one_line
-from nesso.tokenizer import Tokenizer
+from nesso.tokenizer import Tokenizer, first_surrogate
 from nesso.toolcalls import TOOL_CLOSE, TOOL_OPEN
 
 BRANCH = 32  # the most options the closing path tries at one choice (see LLGuidanceConstraint._walk)
@@ -176,6 +176,9 @@ class GrammarCompiler:
             cached = self._cache.get(lark)
         if cached is not None:
             return cached
+        if first_surrogate(lark) is not None:  # llguidance takes UTF-8 only
+            raise NessoError("the tools or the JSON schema have text that is not Unicode (a lone \\ud800-\\udfff "
+                             "escape); fix that text")
         grammar = self._ll.LLMatcher.grammar_from_lark(lark)
         is_error, messages = self._ll.LLMatcher.validate_grammar_with_warnings(grammar, self.lltok)
         if is_error:

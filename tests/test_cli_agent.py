@@ -66,6 +66,12 @@ def test_run_bad_schema_file(capsys, tmp_path):
     bad.write_text("{oops")
     code, _, err = run(capsys, "run", "x", "--json-schema", str(bad))
     assert code == 2 and "not valid JSON" in err
+    bad.write_bytes('{"type": "object", "properties": {"caf\xe9": {}}}'.encode("latin-1"))
+    code, _, err = run(capsys, "run", "x", "--json-schema", str(bad))
+    assert code == 2 and "is not UTF-8" in err
+    bad.write_text('{"type": "object", "description": "\\ud800"}')  # valid JSON, not Unicode text
+    code, _, err = run(capsys, "run", "x", "--json-schema", str(bad), "--max-tokens", "8")
+    assert code == 2 and "not Unicode" in err and "Traceback" not in err
 
 
 def test_chat_reads_commands_and_turns_from_stdin():

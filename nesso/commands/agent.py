@@ -203,6 +203,8 @@ def _run_json(args: argparse.Namespace) -> int:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NessoError(f"schema file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise NessoError(f"{path} is not UTF-8 text; save the schema as UTF-8 JSON") from None
     except json.JSONDecodeError as e:
         raise NessoError(f"{path} is not valid JSON: {e}") from None
     loaded = load_for_inference(args)
