@@ -77,25 +77,15 @@ def save_hf(model: Transformer, tokenizer: Tokenizer | None, out_dir: str | Path
             dtype: torch.dtype | str | None = None) -> Path:
     """Write a directory that transformers, vLLM and nesso load unchanged. Written to a temporary sibling and
     renamed into place so an interrupted save never leaves a half-written checkpoint."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir).expanduser()
     dtype = parse_dtype(dtype) if dtype is not None else model.embed_tokens.weight.dtype
+    return write_dir(out, lambda tmp: _write_hf(model, tokenizer, tmp, dtype))
+
+
+def _write_hf(model: Transformer, tokenizer: Tokenizer | None, tmp: Path, dtype: torch.dtype) -> None:
+    from safetensors.torch import save_file
+
     dtype_name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
-    check_replaceable(out, is_model_file, "a model checkpoint")
-    tmp = make_sibling_dir(out)
-    try:
-        _write_hf(model, tokenizer, tmp, dtype, dtype_name, save_file)
-        replace_dir(tmp, out)
-    except OSError as e:
-        raise NessoError(f"could not write {out}: {e.strerror or e}") from None
-    finally:
-        _rmtree(tmp)
-    return out
-
-
-def _write_hf(model: Transformer, tokenizer: Tokenizer | None, tmp: Path, dtype: torch.dtype, dtype_name: str,
-              save_file) -> None:
     cfg = model.config
     if tokenizer is not None:
         cfg = cfg.replace(eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id, bos_token_id=tokenizer.bos_id)
@@ -126,42 +116,48 @@ def is_model_file(name: str) -> bool:
     return name in MODEL_FILES or shard
 
 
-def check_replaceable(out: Path, ours: Callable[[str], bool], what: str) -> None:
+def check_replaceable(out: Path, what: str = "a model checkpoint") -> None:
     """A directory nesso writes replaces ``out`` whole; refuse where ``out`` is a file, or a directory holding
-    anything ``ours`` does not recognise (a mistyped --out such as the home folder must never be deleted)."""
+    anything but model files (a mistyped --out such as the home folder must never be deleted)."""
     if not out.exists():
         return
     if not out.is_dir():
         raise NessoError(f"{out} exists and is not a directory; {what} is a directory: give a new path")
-    foreign = sorted(p.name for p in out.iterdir() if not ours(p.name))
+    foreign = sorted(p.name for p in out.iterdir() if not is_model_file(p.name))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise NessoError(f"{out} already holds files that are not part of {what} ({shown}); it would be replaced "
                          "whole, so give a new or empty directory")
 
 
-def make_sibling_dir(out: Path) -> Path:
-    """A private temporary directory next to ``out`` (same file system, so the final rename is atomic)."""
+def write_dir(out: Path, write: Callable[[Path], None], what: str = "a model checkpoint") -> Path:
+    """Have ``write`` fill a private directory next to ``out`` (same file system), then put it at ``out``, so an
+    interrupted write never leaves a half-written one; an earlier ``out`` (see check_replaceable) is deleted only
+    after the new one is in place. OS errors become one-line errors."""
+    check_replaceable(out, what)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as e:
         raise NessoError(f"could not write {out}: {e.strerror or e}") from None
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Put the finished ``tmp`` at ``out``; an earlier ``out`` is deleted only after the new one is in place."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
     try:
-        os.replace(out, old)  # onto an empty directory: allowed by rename(2)
-    except OSError:
-        old.rmdir()
-        raise
-    os.replace(tmp, out)
-    _rmtree(old)
+        write(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            try:
+                os.replace(out, old)  # onto an empty directory: allowed by rename(2)
+            except OSError:
+                old.rmdir()
+                raise
+            os.replace(tmp, out)
+            _rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except OSError as e:
+        raise NessoError(f"could not write {out}: {e.strerror or e}") from None
+    finally:
+        _rmtree(tmp)
+    return out
 
 
 def _rmtree(path: Path) -> None:

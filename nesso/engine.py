@@ -124,6 +124,11 @@ class _Detokenizer:
         return new[len(prev):]
 
 
+def _inside_call(text: str, pos: int) -> bool:
+    """Whether ``pos`` lies inside a ``<tool_call>`` block of ``text`` (after its opening tag, before its close)."""
+    return text.rfind(TOOL_OPEN, 0, pos) > text.rfind(TOOL_CLOSE, 0, pos)
+
+
 class _Sequence:
     def __init__(self, prompt: list[int], params: SamplingParams, constraint: Constraint | None,
                  tokenizer: Tokenizer) -> None:
@@ -145,12 +150,7 @@ class _Sequence:
     def in_structured_region(self) -> bool:
         if self.constraint is not None and self.constraint.structured:
             return True
-        return self.text.rfind(TOOL_OPEN) > self.text.rfind(TOOL_CLOSE)
-
-
-def _inside_call(text: str, pos: int) -> bool:
-    """Whether ``pos`` lies inside a ``<tool_call>`` block of ``text`` (after its opening tag, before its close)."""
-    return text.rfind(TOOL_OPEN, 0, pos) > text.rfind(TOOL_CLOSE, 0, pos)
+        return _inside_call(self.text, len(self.text))
 
 
 class Engine:
@@ -436,15 +436,15 @@ class Engine:
         seq.out.append(tok)
         seq.text += seq.detok.push(tok)
         # Stop strings end free text only: inside a constrained call or JSON output they would cut it invalid.
-        free = seq.constraint is None or not seq.constraint.structured
-        for s in seq.params.stop if free else ():
-            cut = seq.text.find(s, max(0, seq.emitted - len(s)))
-            while cut != -1 and seq.constraint is not None and _inside_call(seq.text, cut):
-                cut = seq.text.find(s, cut + 1)
-            if cut != -1:
-                seq.text = seq.text[:cut]
-                seq.finish = "stop"
-                return
+        if seq.constraint is None or not seq.constraint.structured:
+            for s in seq.params.stop:
+                cut = seq.text.find(s, max(0, seq.emitted - len(s)))
+                while cut != -1 and seq.constraint is not None and _inside_call(seq.text, cut):
+                    cut = seq.text.find(s, cut + 1)
+                if cut != -1:
+                    seq.text = seq.text[:cut]
+                    seq.finish = "stop"
+                    return
         if seq.constraint is not None and seq.constraint.done:
             seq.finish = "length" if seq.closing else "stop"
         elif len(seq.out) >= seq.params.max_tokens:

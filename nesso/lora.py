@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,20 +218,13 @@ def save_adapter(model_or_sd: nn.Module | dict[str, torch.Tensor], out_dir: str 
                for k, v in lora_state_dict(model_or_sd).items()}
     if not tensors:
         raise NessoError("the model has no LoRA adapters to save")
-    from nesso.checkpoint import check_replaceable, is_model_file, make_sibling_dir, replace_dir
+    from nesso.checkpoint import write_dir
 
-    out = Path(out_dir).expanduser()
-    check_replaceable(out, is_model_file, "a LoRA adapter")
-    tmp = make_sibling_dir(out)
-    try:
+    def write(tmp: Path) -> None:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(adapter_config_dict(cfg, base), indent=2) + "\n")
-        replace_dir(tmp, out)
-    except OSError as e:
-        raise NessoError(f"could not write {out}: {e.strerror or e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return write_dir(Path(out_dir).expanduser(), write, "a LoRA adapter")
 
 
 def is_adapter_dir(path: str | Path) -> bool:

@@ -407,9 +407,9 @@ def prepare_run(recipe: PostRecipe, out_dir: str | None, fresh: bool,
     if out_dir:
         cfg.out_dir = out_dir
     if export_hf:  # refused now rather than after the training
-        from nesso.checkpoint import check_replaceable, is_model_file
+        from nesso.checkpoint import check_replaceable
 
-        check_replaceable(expand_path(export_hf), is_model_file, "a model checkpoint")
+        check_replaceable(expand_path(export_hf))
     dist_info = init_distributed(cfg.device)
     say = print if dist_info.is_main else (lambda _msg: None)
     if cfg.threads and dist_info.device.type == "cpu":

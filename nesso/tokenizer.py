@@ -29,6 +29,25 @@ def first_surrogate(text: str) -> int | None:
     return None if found is None else found.start()
 
 
+def surrogate_path(value: Any, where: str = "") -> tuple[str, str] | None:
+    """The first place in a JSON value (keys included) holding a lone surrogate, as (path such as
+    ``messages[0].content``, the surrogate), or None."""
+    if isinstance(value, str):
+        at = first_surrogate(value)
+        return None if at is None else (where, value[at])
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = surrogate_path(key, where) or surrogate_path(item, f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = surrogate_path(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def not_unicode(texts: list[Any]) -> Exception:
     """The error for text the tokenizer refused."""
     for text in texts:
@@ -174,11 +193,14 @@ class Tokenizer:
     def has_chatml(self) -> bool:
         return self.token_to_id(IM_START) is not None and self.token_to_id(IM_END) is not None
 
-    def encode(self, text: str) -> list[int]:
+    def _encode(self, text: str) -> Any:
         try:
-            return self.backend.encode(text, add_special_tokens=False).ids
+            return self.backend.encode(text, add_special_tokens=False)
         except TypeError:
             raise not_unicode([text]) from None
+
+    def encode(self, text: str) -> list[int]:
+        return self._encode(text).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         try:
@@ -204,10 +226,7 @@ class Tokenizer:
         closing ``<|im_end|>`` (Axolotl's roles_to_train=[assistant], train_on_eos=turn)."""
         text = self.apply_chat_template(messages, tools, add_generation_prompt)
         spans = assistant_spans(text)
-        try:
-            enc = self.backend.encode(text, add_special_tokens=False)
-        except TypeError:
-            raise not_unicode([text]) from None
+        enc = self._encode(text)
         mask, j = [], 0
         for start, end in enc.offsets:
             while j < len(spans) and start >= spans[j][1]:

@@ -525,7 +525,7 @@ class Trainer:
             state = {"step": self.step, "tokens_seen": self.tokens_seen, "world_size": self.dist.world,
                      "data": data.state_dict() if hasattr(data, "state_dict") else None,
                      "schedule": self.schedule.state_dict(), "train": asdict(self.cfg),
-                     "model": {k: v for k, v in asdict(self.model_config).items() if k != "extra"},
+                     "model": self._model_record(),
                      "run": self.run_info}
             write_json_atomic(tmp / "trainer_state.json", state)
             if final.exists():
@@ -619,11 +619,15 @@ class Trainer:
         barrier()
         return self.step
 
+    def _model_record(self) -> dict[str, Any]:
+        """The model config a checkpoint records (trainer_state.json "model")."""
+        return {k: v for k, v in asdict(self.model_config).items() if k != "extra"}
+
     def _check_same_model(self, ck: Path, saved: Any) -> None:
         """A run resumes only the model it started: name what changed instead of a missing-key error."""
         if not isinstance(saved, dict):
             return  # checkpoints written before the config was recorded
-        current = json.loads(json.dumps({k: v for k, v in asdict(self.model_config).items() if k != "extra"}))
+        current = json.loads(json.dumps(self._model_record()))  # as trainer_state.json reads back
         changed = sorted(k for k in current.keys() & saved.keys() if current[k] != saved[k])
         if changed:
             shown = ", ".join(f"{k} {saved[k]!r} -> {current[k]!r}" for k in changed[:4])
@@ -699,7 +703,7 @@ _CHECKPOINT_ENTRY = re.compile(r"^(\.?step_\d{8}(\.tmp)?|latest(\.tmp)?)$")
 def clear_run(out: Path, *, final: bool = False) -> None:
     """``--fresh``: delete the run state nesso keeps in ``out`` (checkpoints/, train_log.jsonl, and final/ when
     asked), refusing where checkpoints/ or final/ hold anything nesso did not write there."""
-    from nesso.checkpoint import check_replaceable, is_model_file
+    from nesso.checkpoint import check_replaceable
 
     ckpt = out / "checkpoints"
     if ckpt.is_dir():
@@ -708,7 +712,7 @@ def clear_run(out: Path, *, final: bool = False) -> None:
             raise NessoError(f"--fresh would delete {ckpt}, which holds more than nesso's checkpoints "
                              f"({', '.join(foreign[:3])}); give another --out")
     if final:
-        check_replaceable(out / "final", is_model_file, "a run's final model")
+        check_replaceable(out / "final", "a run's final model")
         shutil.rmtree(out / "final", ignore_errors=True)
     shutil.rmtree(ckpt, ignore_errors=True)
     (out / "train_log.jsonl").unlink(missing_ok=True)
@@ -794,9 +798,9 @@ def run_pretrain(recipe_path: str | Path, overrides: list[str] | None = None, ou
     if out_dir:
         cfg.out_dir = out_dir
     if export_hf:  # refused now rather than after the training
-        from nesso.checkpoint import check_replaceable, is_model_file
+        from nesso.checkpoint import check_replaceable
 
-        check_replaceable(expand_path(export_hf), is_model_file, "a model checkpoint")
+        check_replaceable(expand_path(export_hf))
     dist_info = init_distributed(cfg.device)
     say = echo if dist_info.is_main else (lambda _msg: None)
     if cfg.threads and dist_info.device.type == "cpu":

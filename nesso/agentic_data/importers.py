@@ -17,7 +17,7 @@ from typing import Any
 
 from nesso.agentic_data.validate import ROLES, parse_arguments, validate_row
 from nesso.errors import NessoError
-from nesso.tokenizer import first_surrogate
+from nesso.tokenizer import surrogate_path
 
 FORMATS = ("openai", "sharegpt", "hermes", "xlam")
 
@@ -362,8 +362,9 @@ def import_file(fmt: str, path: str | Path, *, split: str = "train", lang: str |
             if isinstance(obj, BadRow):
                 raise obj
             row = convert(fmt, obj, split=split, lang=lang, row_id=f"{path.stem}-{n:06d}")
-            if first_surrogate(json.dumps(row, ensure_ascii=False)) is not None:
-                raise BadRow("a lone \\ud800-\\udfff escape: the text is not Unicode")
+            found = surrogate_path(row)
+            if found:
+                raise BadRow(f"{found[0]}: a lone \\ud800-\\udfff escape: the text is not Unicode")
             report.rows.append(row)
         except BadRow as e:
             report.skipped.append((n, str(e)))

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nesso.errors import NessoError
-from nesso.tokenizer import first_surrogate
+from nesso.tokenizer import surrogate_path
 
 _TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
           500: "server_error", 503: "server_error"}
@@ -32,23 +32,15 @@ def error_response(status: int, message: str, param: str | None = None, code: st
     return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
 
 
-def check_unicode(value: Any, where: str = "") -> None:
+def check_unicode(value: Any) -> None:
     """A lone UTF-16 surrogate (a ``"\\ud800"`` escape) is valid JSON but not text a tokenizer can encode: 400,
     naming the field."""
-    if isinstance(value, str):
-        at = first_surrogate(value)
-        if at is not None:
-            raise ApiError(400, f"{where or 'the request'} has an unpaired UTF-16 surrogate "
-                                f"(\\u{ord(value[at]):04x}), which is not valid Unicode; escape characters "
-                                "outside the BMP as a surrogate pair or send them as UTF-8", param=where or None,
-                           code="invalid_unicode")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_unicode(key, where)
-            check_unicode(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            check_unicode(item, f"{where}[{i}]")
+    found = surrogate_path(value)
+    if found:
+        where, char = found
+        raise ApiError(400, f"{where or 'the request'} has an unpaired UTF-16 surrogate (\\u{ord(char):04x}), which "
+                            "is not valid Unicode; escape characters outside the BMP as a surrogate pair or send them "
+                            "as UTF-8", param=where or None, code="invalid_unicode")
 
 
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
